@@ -1,0 +1,1 @@
+"""One file per training algorithm (sft, dpo, reward_model, ppo): config, pure losses, trainer."""

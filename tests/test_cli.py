@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+import pytest
+
+from rlvr.cli import COMMANDS, main
+
+STAGES = ["data", "pretrain", "sft", "dpo", "rm", "ppo", "eval", "verify", "pipeline"]
+
+
+def test_help_lists_every_stage_one_line_each():
+    out = subprocess.run([sys.executable, "-m", "rlvr.cli", "--help"], capture_output=True, text=True, check=True)
+    for name in STAGES:
+        lines = [line for line in out.stdout.splitlines() if line.strip().startswith(name + " ")]
+        assert len(lines) == 1, name
+        assert COMMANDS[name].help in lines[0]
+
+
+def test_unbuilt_stage_says_so_and_fails(capsys):
+    unbuilt = [name for name, command in COMMANDS.items() if command.target is None]
+    for name in unbuilt:
+        assert main([name, "--config", "x.yaml"]) == 3
+        assert "not built yet" in capsys.readouterr().err
+
+
+def test_unknown_command_and_no_command():
+    with pytest.raises(SystemExit):
+        main(["trian"])
+    assert main([]) == 2
+
+
+def test_config_errors_exit_2(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path), "--no_such_key=1"]) == 2
+    assert "config error" in capsys.readouterr().err
