@@ -3,7 +3,6 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DEVICE ?= auto
 PYTEST := $(VENV)/bin/python -m pytest
-DEMO_OUT ?= runs/demo
 
 .PHONY: install demo test test-all lint clean
 
@@ -14,7 +13,7 @@ $(STAMP): pyproject.toml requirements/cpu.lock scripts/setup.sh
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rlvr pipeline --config configs/pipeline/tiny.yaml --out_dir $(DEMO_OUT)
+	$(VENV)/bin/rlvr pipeline --config configs/pipeline/tiny.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
