@@ -1,0 +1,424 @@
+"""The pretraining loop: `Trainer(cfg).fit()` (what `rlvr pretrain --config F` runs).
+
+One optimizer step = one global batch of `global_batch_size` sequences, split across processes
+and then into micro-batches. Each micro-batch's loss is its summed token loss divided by the
+label count of the whole global batch, so any split (1×8, 8×1, 2 processes × 4) gives the same
+update up to float rounding. The step is: draw the batch → forward/backward each micro-batch
+under autocast → clip → AdamW at the scheduled LR → log; every `eval_every` steps the held-out
+loss, every `save_every` steps a checkpoint that resumes exactly (weights, optimizer, data
+counters, RNG).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from base_model.checkpoint import (
+    STATE_FILE,
+    CheckpointError,
+    checkpoint_name,
+    list_checkpoints,
+    read_config,
+    read_state_dict,
+    save_model,
+)
+from base_model.config import PretrainConfig
+from base_model.data import ChunkSource, EvalChunks, MixtureSampler, check_tokenizer, expand_paths
+from base_model.distributed import (
+    DeepSpeedEngine,
+    Dist,
+    Engine,
+    TorchEngine,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+)
+from base_model.model import build_model, describe, flops_per_token, hf_config
+from base_model.optim import build_optimizer, heldout_sums, lm_loss, lr_at
+from base_model.perf import autocast_dtype, measure_matmul_peak
+from base_model.tokenizer import fingerprint, load_tokenizer
+from rlvr.tracking import MetricsLogger, prepare_run_dir, progress
+
+# config.json keys that must agree between a checkpoint and the configured model.
+SHAPE_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
+
+
+class Trainer:
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.cfg = cfg
+        self.dist: Dist = init_distributed(cfg.train.dist_backend, deepspeed=cfg.train.deepspeed is not None)
+        self.accumulation = self._check_batch_sizes()
+        self.ckpt_dir = cfg.run_dir / "checkpoints"
+        self.step = 0
+        self.tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
+
+        self.tokenizer = load_tokenizer(cfg.tokenizer)
+        if len(self.tokenizer) > cfg.model.vocab_size:
+            raise ValueError(
+                f"the tokenizer at {cfg.tokenizer} has {len(self.tokenizer):,} tokens but model.vocab_size is "
+                f"{cfg.model.vocab_size:,}; raise model.vocab_size to at least that (a multiple of 64 is fastest)"
+            )
+        self.sampler, self.eval_set = self._build_data()
+        resume_from = (
+            list_checkpoints(self.ckpt_dir)[-1]
+            if cfg.train.resume and list_checkpoints(self.ckpt_dir)
+            else None
+        )
+
+        torch.manual_seed(cfg.seed)  # the same on every process: identical initial weights
+        model = build_model(
+            cfg.model, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, seed=cfg.seed
+        )
+        if resume_from is None and cfg.init_from is not None:
+            self._load_weights(model, Path(cfg.init_from), check_tokenizer=True)
+        elif resume_from is None and cfg.stage == 2:
+            raise ValueError(
+                "a stage-2 run continues from a stage-1 checkpoint: set init_from to its directory"
+            )
+        if resume_from is not None and cfg.train.deepspeed is None:
+            self._load_weights(model, resume_from)  # DeepSpeed restores the module itself, below
+        model.to(self.dist.device).train()
+        self.engine: Engine = self._build_engine(model)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+
+        self.autocast = autocast_dtype(cfg.train.precision, self.dist.device)
+        self.forward_loss = self._forward_loss
+        if cfg.train.compile:
+            if cfg.train.deepspeed is not None:
+                raise ValueError(
+                    "train.compile works with the plain PyTorch engine only; unset train.deepspeed"
+                )
+            # One static graph: every micro-batch has the same shape. Eval and sampling stay eager.
+            self.forward_loss = torch.compile(self._forward_loss, dynamic=False)
+        self.flops_per_token = flops_per_token(cfg.model, cfg.data.seq_len)
+        self.peak_flops = self._peak_flops()
+        self.resumed_from = resume_from
+        self.logger: MetricsLogger | None = None
+        if self.dist.is_main:
+            prepare_run_dir(cfg)
+            if resume_from is not None:
+                _truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
+            self.logger = MetricsLogger(cfg.run_dir, cfg, resume=resume_from is not None)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _check_batch_sizes(self) -> int:
+        t, d = self.cfg.train, self.dist
+        per_pass = t.micro_batch_size * d.world
+        if t.global_batch_size % per_pass:
+            raise ValueError(
+                f"train.global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size "
+                f"{t.micro_batch_size} × {d.world} process(es); change one of them"
+            )
+        if self.cfg.data.seq_len > self.cfg.model.max_seq_len:
+            raise ValueError(
+                f"data.seq_len {self.cfg.data.seq_len} exceeds model.max_seq_len {self.cfg.model.max_seq_len}"
+            )
+        return t.global_batch_size // per_pass
+
+    def _build_data(self) -> tuple[MixtureSampler, EvalChunks | None]:
+        data = self.cfg.data
+        if not data.train:
+            raise ValueError("data.train is empty: list at least one source with the token files to train on")
+        sources = []
+        for i, source in enumerate(data.train):
+            paths = expand_paths(source.paths)
+            check_tokenizer(paths, self.cfg.tokenizer)
+            sources.append(ChunkSource(paths, data.seq_len, name=source.name or f"source{i}"))
+        sampler = MixtureSampler(sources, [s.weight for s in data.train], seed=self.cfg.seed)
+        eval_set = None
+        if data.eval_paths:
+            paths = expand_paths(data.eval_paths)
+            check_tokenizer(paths, self.cfg.tokenizer)
+            eval_set = EvalChunks(paths, data.seq_len, data.eval_sequences)
+        return sampler, eval_set
+
+    def _load_weights(self, model: torch.nn.Module, path: Path, check_tokenizer: bool = False) -> None:
+        config = read_config(path)
+        expected = hf_config(self.cfg.model).to_dict()
+        differ = [k for k in SHAPE_KEYS if config.get(k) != expected.get(k)]
+        if differ:
+            found = ", ".join(f"{k} {config.get(k)} (config: {expected.get(k)})" for k in differ)
+            raise CheckpointError(
+                f"{path} does not fit the configured model: {found}; set the model section to its shape"
+            )
+        if (
+            check_tokenizer
+            and (path / "tokenizer.json").is_file()
+            and fingerprint(path) != fingerprint(self.cfg.tokenizer)
+        ):
+            raise CheckpointError(
+                f"{path} was trained with another tokenizer than {self.cfg.tokenizer}; use its tokenizer"
+            )
+        model.load_state_dict(read_state_dict(path), strict=True)
+
+    def _build_engine(self, model: torch.nn.Module) -> Engine:
+        t = self.cfg.train
+        optimizer = build_optimizer(model, self.cfg.optim)
+        if t.deepspeed is None:
+            return TorchEngine(model, optimizer, self.cfg.optim.grad_clip, self.dist)
+        return DeepSpeedEngine(
+            model,
+            optimizer,
+            t.deepspeed,
+            t.micro_batch_size,
+            self.accumulation,
+            self.cfg.optim.grad_clip,
+            self.dist,
+        )
+
+    def _peak_flops(self) -> float:
+        """Summed over processes: each measures its own share of the hardware, concurrently."""
+        if self.cfg.train.peak_tflops is not None:
+            return self.cfg.train.peak_tflops * 1e12 * self.dist.world
+        mine = measure_matmul_peak(self.dist.device, self.autocast or torch.float32, seconds=1.0)
+        return float(all_reduce_sum(torch.tensor(mine, dtype=torch.float64), self.dist))
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> Path:
+        """Train to `max_steps`; returns the final checkpoint."""
+        cfg, t = self.cfg, self.cfg.train
+        self._announce()
+        last_saved: Path | None = None
+        steps = progress(
+            range(self.step, t.max_steps),
+            total=t.max_steps - self.step,
+            desc="pretrain",
+            enabled=cfg.log.progress and self.dist.is_main,
+        )
+        for _ in steps:
+            metrics = self.train_step()
+            self.step += 1
+            if self.eval_set is not None and (self.step % t.eval_every == 0 or self.step == t.max_steps):
+                metrics.update(self.eval_step())
+            if self.logger is not None:
+                self.logger.log(self.step, metrics)
+            if self.step % t.save_every == 0 or self.step == t.max_steps:
+                last_saved = self.save_checkpoint()
+        final = last_saved or self.ckpt_dir / checkpoint_name(
+            self.step, self.step * self.tokens_per_step, cfg.stage, cfg.ingredient
+        )
+        if t.sample_prompts and self.dist.is_main:
+            self.write_samples()
+        if self.logger is not None:
+            self.logger.close()
+        return final
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over one global batch; returns its metrics."""
+        start = time.perf_counter()
+        d, world = self.dist, self.dist.world
+        picks = self.sampler.next_chunks(self.cfg.train.global_batch_size)
+        per_rank = len(picks) // world
+        mine = picks[d.rank * per_rank : (d.rank + 1) * per_rank]
+        micro = self.cfg.train.micro_batch_size
+        batches = [self.sampler.batch(mine[i : i + micro]) for i in range(0, per_rank, micro)]
+
+        n_local = sum(int((labels[:, 1:] != -100).sum()) for _, labels in batches)
+        n_global = max(1.0, float(all_reduce_sum(torch.tensor(float(n_local)), d)))
+        sums = torch.zeros(2, dtype=torch.float64)
+        for i, (input_ids, labels) in enumerate(batches):
+            with self.engine.micro_context(last=i == len(batches) - 1):
+                ce_sum, z_sum = self.forward_loss(input_ids.to(d.device), labels.to(d.device))
+                loss = (ce_sum + self.cfg.optim.z_loss * z_sum) * (world / n_global)
+                self.engine.backward(loss)
+            sums += torch.stack([ce_sum.detach(), z_sum.detach()]).double().cpu()
+
+        lr = lr_at(self.step, self.cfg.optim.lr, self.cfg.train.max_steps, self.cfg.schedule)
+        grad_norm = self.engine.step(lr)
+        ce, z = (all_reduce_sum(sums, d) / n_global).tolist()
+        elapsed = time.perf_counter() - start
+        tokens_per_s = self.tokens_per_step / elapsed
+        return {
+            "loss": ce,
+            "z_loss": self.cfg.optim.z_loss * z,  # the term as it enters the loss (OLMo-core logs it so)
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": (self.step + 1) * self.tokens_per_step,
+            "tokens_per_s": tokens_per_s,
+            "mfu": tokens_per_s * self.flops_per_token / self.peak_flops,
+            "epochs": max(self.sampler.epochs()),
+            "step_time": elapsed,
+        }
+
+    def _forward_loss(
+        self, input_ids: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy and z-loss of one micro-batch (the part `train.compile` compiles)."""
+        with self._autocast():
+            logits = self.engine.forward(input_ids)
+        ce_sum, z_sum, _ = lm_loss(logits, labels)
+        return ce_sum, z_sum
+
+    def eval_step(self) -> dict[str, float]:
+        """Mean token loss on the fixed held-out chunks (no z-loss), shared across processes."""
+        assert self.eval_set is not None
+        batches = self.eval_set.batches(self.cfg.train.micro_batch_size, self.dist.rank, self.dist.world)
+        sums = heldout_sums(self.engine.module, batches, self.dist.device, self.autocast)
+        ce, n = all_reduce_sum(sums, self.dist).tolist()
+        return {"eval_loss": ce / max(n, 1.0)}
+
+    def _autocast(self) -> Any:
+        if self.autocast is None:
+            return nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=self.autocast)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """Write `checkpoints/<name>.tmp/` on every process, then rename it: a run killed while saving
+        leaves the previous checkpoint as the newest complete one."""
+        cfg, d = self.cfg, self.dist
+        name = checkpoint_name(self.step, self.step * self.tokens_per_step, cfg.stage, cfg.ingredient)
+        final, tmp = self.ckpt_dir / name, self.ckpt_dir / f"{name}.tmp"
+        if d.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            save_model(self.engine.module, self.tokenizer, tmp)
+        barrier(d)
+        self.engine.save_state(tmp, d)
+        torch.save(_rng_state(), tmp / f"rng_rank{d.rank}.pt")
+        barrier(d)
+        if d.is_main:
+            state = {
+                "step": self.step,
+                "tokens": self.step * self.tokens_per_step,
+                "stage": cfg.stage,
+                "ingredient": cfg.ingredient,
+                "world": d.world,
+                "global_batch_size": cfg.train.global_batch_size,
+                "seq_len": cfg.data.seq_len,
+                "sampler": self.sampler.state_dict(),
+            }
+            (tmp / STATE_FILE).write_text(
+                json.dumps(state, indent=2) + "\n"
+            )  # written last: marks completion
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+        barrier(d)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore optimizer (and, under DeepSpeed, module) state, step, data counters and RNG."""
+        state = json.loads((path / STATE_FILE).read_text())
+        for key, now in (
+            ("global_batch_size", self.cfg.train.global_batch_size),
+            ("seq_len", self.cfg.data.seq_len),
+        ):
+            if state[key] != now:
+                raise CheckpointError(
+                    f"{path} was trained with {key} {state[key]}, the config says {now}: resuming would change the "
+                    "data order. Restore the value, or start a new run (--name) with init_from pointing here."
+                )
+        if self.cfg.train.deepspeed is not None and state["world"] != self.dist.world:
+            raise CheckpointError(
+                f"{path} holds DeepSpeed state for {state['world']} processes, this run has {self.dist.world}"
+            )
+        self.engine.load_state(path)
+        self.step = state["step"]
+        self.sampler.load_state_dict(state["sampler"])
+        rng_file = path / f"rng_rank{self.dist.rank}.pt"
+        if rng_file.is_file():
+            _set_rng_state(
+                torch.load(rng_file, weights_only=False)
+            )  # our own file: numpy state is not a tensor
+
+    # ------------------------------------------------------------------ reporting
+
+    def _announce(self) -> None:
+        if not self.dist.is_main:
+            return
+        cfg, t = self.cfg, self.cfg.train
+        where = (
+            f"resuming from {self.resumed_from} (step {self.step})" if self.resumed_from else "from scratch"
+        )
+        if self.resumed_from is None and cfg.init_from:
+            where = f"from {cfg.init_from}"
+        lines = [
+            f"model: {describe(cfg.model)}",
+            f"batch: {t.global_batch_size} × {cfg.data.seq_len} tokens = {self.tokens_per_step:,} per step "
+            f"({self.dist.world} process(es) × {self.accumulation} micro-batch(es) of {t.micro_batch_size})",
+            f"precision: {'bf16 autocast' if self.autocast else 'fp32'} on {self.dist.device}; "
+            f"MFU against {self.peak_flops / 1e12:.3g} TFLOP/s ({'configured' if t.peak_tflops else 'measured'})",
+            f"run: {cfg.run_dir} — {t.max_steps} steps, {where}",
+        ]
+        for line in lines:
+            print(line, file=sys.stderr)
+
+    def write_samples(self) -> list[str]:
+        """Greedy continuations of `train.sample_prompts`, printed and saved to `samples.txt`."""
+        model = self.engine.module
+        model.eval()
+        texts = []
+        with torch.no_grad():
+            for prompt in self.cfg.train.sample_prompts:
+                ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(self.dist.device)
+                out = model.generate(
+                    ids,
+                    max_new_tokens=self.cfg.train.sample_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+                texts.append(prompt + self.tokenizer.decode(out[0, ids.shape[1] :]))
+        model.train()
+        report = "\n\n".join(f"--- sample {i + 1}\n{text}" for i, text in enumerate(texts))
+        (self.cfg.run_dir / "samples.txt").write_text(report + "\n")
+        print(report, file=sys.stderr)
+        return texts
+
+
+def pretrain(cfg: PretrainConfig) -> Path:
+    """Run (or resume) a pretraining run; returns the final checkpoint directory."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.dist.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records past the resumed step, so the metrics file reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    path.write_text("".join(line + "\n" for line in kept))
