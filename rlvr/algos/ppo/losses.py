@@ -30,7 +30,9 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None
     return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def masked_whiten(
+    values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
     """(values − mean) / std over the masked entries (unbiased variance, as the reference does);
     padding comes back as 0. `shift_mean=False` keeps the mean (only rescales)."""
     mean = masked_mean(values, mask)
@@ -102,7 +104,9 @@ def gae_advantages(
     return advantages, (advantages + values) * mask
 
 
-def group_advantages(scores: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(
+    scores: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-6
+) -> torch.Tensor:
     """GRPO: each response's score minus its prompt group's mean (÷ the group's std with `scale`).
 
     `scores` holds `group_size` consecutive samples per prompt. A group whose samples all scored
