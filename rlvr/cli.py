@@ -28,9 +28,9 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "data": Command("make the synthetic suite; validate data files", "rlvr.cli:data_main"),
     "pretrain": Command("pretrain an OLMo 2 base model (tokenizer, prepare, soup)", "base_model.cli:main", 3),
-    "sft": Command("supervised fine-tuning, loss on assistant tokens", None, 5),
-    "dpo": Command("preference tuning: dpo_norm, dpo, ipo, simpo", None, 5),
-    "rm": Command("train a Bradley-Terry reward model", None, 5),
+    "sft": Command("supervised fine-tuning, loss on assistant tokens", "rlvr.algos.sft:main", 5),
+    "dpo": Command("preference tuning: dpo_norm, dpo, ipo, simpo", "rlvr.algos.dpo:main", 5),
+    "rm": Command("train a Bradley-Terry reward model", "rlvr.algos.reward_model:main", 5),
     "ppo": Command("PPO / GRPO with verifiable rewards, vLLM rollouts", None, 6),
     "eval": Command("sample, verify, report pass@1 / pass@k / maj@k", None, 7),
     "verify": Command("score predictions with the verifiers", "rlvr.rewards.cli:main", 4),

@@ -6,8 +6,10 @@ checkpoint. Stage settings come from the stage's own YAML file (the same file it
 plus overrides, and the pipeline points every path inside its run directory.
 
 Stages so far: data → tokenizer → tokens → pretrain (stage 1) → anneal (stage-2 ingredients) →
-soup. The post-training stages (sft, dpo, rm, ppo, eval) are listed in `stages` and reported as not
-built yet until their issues land.
+soup (the base model) → sft → dpo → rm. The base, SFT and DPO records hold the same held-out figures
+(verifiable `accuracy`, `accuracy_by_verifier`, `preference_accuracy`), so each stage's gain reads off
+pipeline.json; the rm record holds its held-out `pairwise_accuracy` and `margin`. The stages still to
+come (ppo, eval) are listed in `stages` and reported as not built yet until their issues land.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class PipelineConfig(RunConfig):
     anneal: StageFile = field(default_factory=lambda: StageFile("configs/pretrain/tiny_stage2.yaml"))
     anneal_ingredients: int = 2
     """Stage-2 runs from the stage-1 checkpoint, each with its own data-order seed, then souped."""
+    sft: StageFile = field(default_factory=lambda: StageFile("configs/sft/tiny.yaml"))
+    """Also sets how the base model is evaluated (its `eval` section), so base and SFT compare."""
+    dpo: StageFile = field(default_factory=lambda: StageFile("configs/dpo/tiny.yaml"))
+    rm: StageFile = field(default_factory=lambda: StageFile("configs/rm/tiny.yaml"))
     stages: list[str] = field(
         default_factory=lambda: ["data", "tokenizer", "tokens", "pretrain", "anneal", "soup",
                                  "sft", "dpo", "rm", "ppo", "eval"]
@@ -150,7 +156,68 @@ def run_soup(ctx: Context) -> dict[str, Any]:
     else:
         soup(ingredients, base)
     loss = heldout_loss(base, [ctx.path("tokens", "val", "pretrain.tokens.bin")], seq_len=256, max_chunks=64)
-    return {"checkpoint": "base", "heldout_loss": loss}
+    return {"checkpoint": "base", "heldout_loss": loss, **_evaluate_base(ctx, base)}
+
+
+def _stage_args(ctx: Context, name: str, init_from: Path, train_file: str, eval_files: Sequence[str]) -> list[str]:
+    """Overrides pointing a post-training stage's paths into the pipeline's run directory."""
+    data = ctx.path("data")
+    return [
+        f"--runs_root={ctx.run_dir}",
+        f"--name={name}",
+        f"--seed={ctx.cfg.seed}",
+        f"--init_from={init_from}",
+        f"--data.train=[{data / train_file}]",
+        *(f"--eval.{split}={data / (split + '.jsonl')}" for split in eval_files),
+        f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
+    ]
+
+
+def _evaluate_base(ctx: Context, base: Path) -> dict[str, Any]:
+    """The base model's held-out figures, measured as the SFT stage will measure its own."""
+    from base_model.perf import autocast_dtype
+    from rlvr.algos.common import load_causal_lm, load_chat_tokenizer
+    from rlvr.algos.evaluation import evaluate_policy
+    from rlvr.algos.sft import SFTConfig
+
+    extra = _stage_args(ctx, "base", base, "sft_train.jsonl", ["rlvr_test", "prefs_test"])
+    cfg = load_config(SFTConfig, ctx.cfg.sft.config, [*extra, *ctx.cfg.sft.overrides])
+    model = load_causal_lm(str(base), cfg.train.attention)
+    autocast = autocast_dtype(cfg.train.precision, next(model.parameters()).device)
+    return evaluate_policy(model, load_chat_tokenizer(str(base)), cfg.eval, cfg.data.max_length, autocast)
+
+
+def _post_train(ctx: Context, stage: str, init_from: Path, train_file: str, eval_files: Sequence[str]) -> dict[str, Any]:
+    """One `rlvr sft|dpo|rm` run inside the pipeline's run directory; its checkpoint and held-out figures."""
+    from rlvr.algos import dpo, reward_model, sft
+    from rlvr.algos.common import run_stage
+
+    config_cls, trainer_cls = {
+        "sft": (sft.SFTConfig, sft.SFTTrainer),
+        "dpo": (dpo.DPOConfig, dpo.DPOTrainer),
+        "rm": (reward_model.RewardModelConfig, reward_model.RewardModelTrainer),
+    }[stage]
+    stage_file: StageFile = getattr(ctx.cfg, stage)
+    extra = _stage_args(ctx, stage, init_from, train_file, eval_files)
+    cfg = load_config(config_cls, stage_file.config, [*extra, *stage_file.overrides])
+    result = run_stage(trainer_cls, cfg)
+    figures = {k: v for k, v in result.evaluation.items() if k != "step"}
+    return {"checkpoint": str(result.checkpoint.relative_to(ctx.run_dir)), "steps": result.evaluation["step"],
+            **figures}
+
+
+def run_sft(ctx: Context) -> dict[str, Any]:
+    return _post_train(ctx, "sft", ctx.path(ctx.done["soup"]["checkpoint"]), "sft_train.jsonl",
+                       ["rlvr_test", "prefs_test"])
+
+
+def run_dpo(ctx: Context) -> dict[str, Any]:
+    return _post_train(ctx, "dpo", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl",
+                       ["rlvr_test", "prefs_test"])
+
+
+def run_rm(ctx: Context) -> dict[str, Any]:
+    return _post_train(ctx, "rm", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl", ["prefs_test"])
 
 
 STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
@@ -160,8 +227,11 @@ STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "pretrain": run_pretrain,
     "anneal": run_anneal,
     "soup": run_soup,
+    "sft": run_sft,
+    "dpo": run_dpo,
+    "rm": run_rm,
 }
-PLANNED = {"sft": 5, "dpo": 5, "rm": 5, "ppo": 6, "eval": 7}
+PLANNED = {"ppo": 6, "eval": 7}
 """Stages named in the recipe whose implementation has not landed: stage -> issue number."""
 
 

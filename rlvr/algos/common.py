@@ -1,0 +1,564 @@
+"""The training-loop core SFT, DPO and the reward model share.
+
+Why our own loop rather than TRL's SFTTrainer / DPOTrainer / RewardTrainer (TRL 1.16, read for
+this): TRL has length-normalised DPO (`sigmoid_norm`) and pre-computed reference log-probs, but
+no SimPO in `DPOTrainer`, no summed SFT loss (Tülu 3's reduction; `SFTTrainer` averages tokens),
+a truncation that cuts from the end whatever it hits (template markers included) and a
+`RewardTrainer` that filters over-long pairs away without counting them. Its checkpoints resume
+through `transformers.Trainer`, which keeps neither our run directory (config.yaml, metrics.jsonl)
+nor a reference-log-prob cache that survives a restart. The three stages differ only in how a
+micro-batch turns into a loss, so one small loop carries them all, built from the pretrainer's
+pieces: `base_model.optim` (AdamW groups, schedules), `base_model.distributed` (plain PyTorch/DDP
+or DeepSpeed ZeRO engines) and `base_model.checkpoint` (Hugging Face checkpoints, OLMo names).
+
+One optimizer step consumes `train.batch_size` examples (sequences for SFT, pairs for DPO/RM),
+split over processes and then into micro-batches. A micro-batch's loss is its summed loss divided
+by the loss units of the whole global batch (tokens, sequences or pairs), so any split gives the
+same update. The data order is a seeded permutation per epoch, a pure function of the step, so a
+checkpoint (weights, optimizer, step, RNG) resumes exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from base_model.checkpoint import STATE_FILE, CheckpointError, checkpoint_name, list_checkpoints, save_model
+from base_model.config import ScheduleConfig
+from base_model.distributed import (
+    DeepSpeedEngine,
+    Dist,
+    Engine,
+    TorchEngine,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+)
+from base_model.optim import build_optimizer, lr_at
+from base_model.perf import autocast_dtype
+from base_model.tokenizer import load_tokenizer
+
+# The pretrainer's resume helpers (RNG capture, metrics cut back to the resumed step) serve as they are.
+from base_model.trainer import _rng_state, _set_rng_state, _truncate_metrics
+from rlvr.algos.encoding import IGNORE_INDEX, EncodeReport, Overlong, print_report
+from rlvr.algos.lora import LoraConfig, load_adapter, save_lora_checkpoint, wrap_lora
+from rlvr.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
+from rlvr.data import Kind, load_rows
+from rlvr.tracking import MetricsLogger, RunConfig, format_metrics, prepare_run_dir, progress
+
+ExampleT = TypeVar("ExampleT")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the schedule. Defaults are open-instruct's (Tülu 3): AdamW betas (0.9, 0.999),
+    no weight decay, linear decay to 0 after a warmup given as a share of all steps."""
+
+    lr: float = 5e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    decay_embeddings: bool = False
+    decay_norms: bool = True
+    grad_clip: float = 1.0
+    """Max global gradient norm; 0 disables clipping."""
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = 0.03
+    """Linear warmup over this share of all optimizer steps."""
+    final_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    max_steps: int | None = None
+    """Cap on optimizer steps (None: `epochs` decides); the schedule spans the capped run."""
+    batch_size: int = 128
+    """Examples per optimizer step, over all processes: sequences (SFT) or pairs (DPO, RM)."""
+    micro_batch_size: int = 8
+    """Examples per forward pass per process (a DPO/RM pair is two sequences)."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """auto: bf16 autocast where the hardware has it; weights and optimizer state stay fp32."""
+    attention: Literal["sdpa", "eager"] = "sdpa"
+    save_every: int = 500
+    """Checkpoint interval in steps; the last step is always saved."""
+    resume: bool = True
+    """Continue from the newest checkpoint in the run directory if there is one."""
+    deepspeed: str | None = None
+    """A DeepSpeed JSON config (e.g. configs/deepspeed/zero2.json); None: plain PyTorch (DDP if several processes)."""
+    dist_backend: str | None = None
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)
+    """Local .jsonl/.parquet files or hub names (`org/name[:split]`), concatenated."""
+    max_length: int = 2048
+    """Tokens per sequence (each side of a pair); see `rlvr.algos.encoding` for the truncation policy."""
+    overlong: Overlong = "truncate"
+    """Rows longer than `max_length`: cut the response (`truncate`) or leave the row out (`skip`, counted)."""
+    on_bad_row: Literal["error", "skip"] = "error"
+    """Rows that fail validation: stop before training, listing them (`error`) or leave them out, counted."""
+    limit: int | None = None
+    """Read at most this many valid rows per source (quick trials)."""
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation, run after the last step (and at step 0 with `at_start`)."""
+
+    rlvr_test: str | None = None
+    """Verifiable prompts (`rlvr` rows): greedy generations scored by `rlvr.rewards`."""
+    prefs_test: str | None = None
+    """Preference pairs: the share where the model prefers the chosen answer."""
+    max_prompts: int | None = None
+    """Score only the first N prompts / pairs (None: all)."""
+    max_new_tokens: int = 256
+    batch_size: int = 32
+    workers: int = 1
+    """Processes scoring the generations."""
+    at_start: bool = False
+    """Also evaluate the starting model (logged at step 0), to read the stage's gain from one run."""
+
+
+@dataclass
+class StageConfig(RunConfig):
+    """What every post-training stage configures; each stage adds its own section."""
+
+    init_from: str = ""
+    """The checkpoint the stage starts from: the base model for SFT, the SFT model for DPO and RM."""
+    tokenizer: str | None = None
+    """None: the tokenizer saved with `init_from`."""
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class StageResult:
+    checkpoint: Path
+    evaluation: dict[str, Any]
+    """The final held-out figures (`eval.json`)."""
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probabilities of the labels, `(logps, mask)`, both `(batch, seq - 1)`.
+
+    Logits at position t score label t+1, in fp32; `logps` is 0 wherever `mask` is False. The
+    log-softmax is `logit[label] - logsumexp(logits)`, which never materialises the full
+    log-probability tensor.
+    """
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logps = (picked - torch.logsumexp(logits, dim=-1)) * mask
+    return logps, mask
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint directory as given, or a run directory's newest complete checkpoint (`runs/tiny/sft`
+    → `runs/tiny/sft/checkpoints/step131-tokens0B`); anything else is taken as a hub name."""
+    local = Path(path)
+    if (local / "config.json").is_file() or not local.is_dir():
+        return path
+    found = list_checkpoints(local / "checkpoints")
+    if not found:
+        raise CheckpointError(f"{path} is neither a checkpoint (no config.json) nor a run with complete checkpoints")
+    return str(found[-1])
+
+
+def load_chat_tokenizer(path: str) -> Any:
+    """A local tokenizer directory or a hub name, checked against rlvr's chat format.
+
+    Training renders chats with `rlvr.chat` (EOS `<|endoftext|>`), so the tokenizer must end turns
+    with that token and pad with another one (the reward model pools at the last non-pad token);
+    the template is set on the tokenizer so every checkpoint renders chats as it was trained.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = load_tokenizer(path) if Path(path).is_dir() else AutoTokenizer.from_pretrained(path)
+    if tokenizer.eos_token != EOS_TOKEN:
+        raise ValueError(f"the tokenizer of {path} ends sequences with {tokenizer.eos_token!r}; rlvr's chat "
+                         f"template needs {EOS_TOKEN!r}")
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ValueError(f"the tokenizer of {path} needs a pad token distinct from EOS (e.g. {PAD_TOKEN!r})")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def load_causal_lm(path: str, attention: str = "sdpa") -> torch.nn.Module:
+    """A checkpoint as an fp32 causal LM (bf16 enters through autocast; master weights stay fp32)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attention)
+
+
+def load_training_rows(cfg: DataConfig, kind: Kind, check: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every valid row of `cfg.train` (validation problems raise or are counted, per `on_bad_row`)."""
+    if not cfg.train:
+        raise ValueError("data.train is empty: list at least one data file")
+    rows: list[dict[str, Any]] = []
+    summaries = []
+    for source in cfg.train:
+        loaded = load_rows(source, kind, on_bad_row=cfg.on_bad_row, check=check, limit=cfg.limit)
+        rows.extend(loaded)
+        summaries.append(loaded.report.summary())
+    return rows, summaries
+
+
+class PostTrainer(Generic[ExampleT]):
+    """The loop; subclasses say how rows become examples and a micro-batch becomes a loss.
+
+    Hooks: `load_examples` (rows → examples and the encode report), `load_model`, `prepare`
+    (after the model is built, before resumed weights are loaded — DPO caches the reference there),
+    `loss_units`, `micro_loss`, `step_metrics`, `evaluate`.
+    """
+
+    stage = "stage"
+
+    def __init__(self, cfg: StageConfig) -> None:
+        if not cfg.init_from:
+            raise ValueError(f"init_from is empty: set it to the checkpoint {self.stage} starts from")
+        cfg.init_from = resolve_checkpoint(cfg.init_from)
+        self.cfg = cfg
+        self.dist: Dist = init_distributed(cfg.train.dist_backend, deepspeed=cfg.train.deepspeed is not None)
+        self.accumulation = self._check_batch_sizes()
+        self.ckpt_dir = cfg.run_dir / "checkpoints"
+        self.tokenizer = load_chat_tokenizer(cfg.tokenizer or cfg.init_from)
+        self.examples, self.data_report = self.load_examples()
+        if not self.examples:
+            raise ValueError(f"no {self.stage} examples left after encoding: {self.data_report.summary()}")
+        self.steps_per_epoch = math.ceil(len(self.examples) / cfg.train.batch_size)
+        self.max_steps = max(1, math.ceil(cfg.train.epochs * self.steps_per_epoch))
+        if cfg.train.max_steps is not None:
+            self.max_steps = min(self.max_steps, cfg.train.max_steps)
+        self.schedule = ScheduleConfig(
+            kind=cfg.optim.schedule,
+            warmup_steps=round(cfg.optim.warmup_ratio * self.max_steps),
+            final_lr_ratio=cfg.optim.final_lr_ratio,
+        )
+        self.step = 0
+        self.tokens = 0
+        self._order_cache: tuple[int, np.ndarray] | None = None
+        self.autocast = autocast_dtype(cfg.train.precision, self.dist.device)
+
+        checkpoints = list_checkpoints(self.ckpt_dir) if cfg.train.resume else []
+        self.resumed_from = checkpoints[-1] if checkpoints else None
+        torch.manual_seed(cfg.seed)
+        model = self.load_model()
+        if cfg.lora.enabled:
+            model = wrap_lora(model, cfg.lora, self.lora_modules_to_save)
+        self.prepare(model)
+        if self.resumed_from is not None and cfg.train.deepspeed is None:
+            self._load_weights(model, self.resumed_from)
+        model.to(self.dist.device).train()
+        self.engine: Engine = self._build_engine(model)
+        if self.resumed_from is not None:
+            self.load_checkpoint(self.resumed_from)
+
+        self.logger: MetricsLogger | None = None
+        if self.dist.is_main:
+            prepare_run_dir(cfg)
+            (cfg.run_dir / "data_report.json").write_text(json.dumps(self.data_report.as_dict(), indent=2) + "\n")
+            if self.resumed_from is not None:
+                _truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
+            self.logger = MetricsLogger(cfg.run_dir, cfg, resume=self.resumed_from is not None)
+
+    # ------------------------------------------------------------------ hooks
+
+    lora_modules_to_save: tuple[str, ...] = ()
+    """Modules trained in full beside the LoRA adapters (the reward model's new head)."""
+
+    def load_examples(self) -> tuple[list[ExampleT], EncodeReport]:
+        raise NotImplementedError
+
+    def load_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        """Runs on the starting weights, before a resumed checkpoint's weights replace them."""
+
+    def loss_units(self, examples: Sequence[ExampleT]) -> float:
+        """What the loss is averaged over in these examples (tokens, sequences or pairs)."""
+        return float(len(examples))
+
+    def micro_loss(self, examples: Sequence[ExampleT]) -> tuple[torch.Tensor, dict[str, float]]:
+        """`(summed loss, summed statistics)` of one micro-batch."""
+        raise NotImplementedError
+
+    def step_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Metrics of one step from the statistics summed over the global batch."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out figures of the current model (main process)."""
+        return {}
+
+    def example_tokens(self, example: ExampleT) -> int:
+        return len(example)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ set-up
+
+    def _check_batch_sizes(self) -> int:
+        t, world = self.cfg.train, self.dist.world
+        if t.batch_size % (t.micro_batch_size * world):
+            raise ValueError(
+                f"train.batch_size {t.batch_size} is not a multiple of micro_batch_size {t.micro_batch_size} "
+                f"× {world} process(es); change one of them"
+            )
+        return t.batch_size // (t.micro_batch_size * world)
+
+    def _load_weights(self, model: torch.nn.Module, path: Path) -> None:
+        if self.cfg.lora.enabled:
+            load_adapter(model, path)
+            return
+        from base_model.checkpoint import read_state_dict
+
+        model.load_state_dict(read_state_dict(path), strict=True)
+
+    def _build_engine(self, model: torch.nn.Module) -> Engine:
+        t, optim = self.cfg.train, self.cfg.optim
+        # base_model's AdamW groups (no decay on embeddings) read the same fields from this config.
+        optimizer = build_optimizer(model, optim)  # type: ignore[arg-type]
+        if t.deepspeed is None:
+            return TorchEngine(model, optimizer, optim.grad_clip, self.dist)
+        return DeepSpeedEngine(model, optimizer, t.deepspeed, t.micro_batch_size, self.accumulation,
+                               optim.grad_clip, self.dist)
+
+    # ------------------------------------------------------------------ data order
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """A seeded permutation of the examples, repeated cyclically to whole batches (no example is
+        dropped; the last batch of an epoch re-uses a few from its start)."""
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.examples))
+            self._order_cache = (epoch, np.resize(perm, self.steps_per_epoch * self.cfg.train.batch_size))
+        return self._order_cache[1]
+
+    def global_batch(self, step: int) -> list[ExampleT]:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        size = self.cfg.train.batch_size
+        return [self.examples[i] for i in self.epoch_order(epoch)[k * size : (k + 1) * size]]
+
+    def local_micro_batches(self, batch: Sequence[ExampleT]) -> list[list[ExampleT]]:
+        """This process's share of the global batch in micro-batches, sorted by length (less padding)."""
+        share = len(batch) // self.dist.world
+        mine = sorted(batch[self.dist.rank * share : (self.dist.rank + 1) * share], key=self.example_tokens)
+        micro = self.cfg.train.micro_batch_size
+        return [mine[i : i + micro] for i in range(0, len(mine), micro)]
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> StageResult:
+        """Train to the last step, evaluate, return the final checkpoint and its held-out figures."""
+        t = self.cfg.train
+        self._announce()
+        if self.cfg.eval.at_start and self.step == 0:
+            self._log_evaluation(0, prefix="eval_start")
+        last_saved = self.resumed_from if self.step == self.max_steps else None
+        steps = progress(range(self.step, self.max_steps), total=self.max_steps - self.step, desc=self.stage,
+                         enabled=self.cfg.log.progress and self.dist.is_main)
+        for _ in steps:
+            metrics = self.train_step()
+            self.step += 1
+            if self.logger is not None:
+                self.logger.log(self.step, metrics)
+            if self.step % t.save_every == 0 or self.step == self.max_steps:
+                last_saved = self.save_checkpoint()
+        assert last_saved is not None
+        evaluation = self._final_evaluation()
+        if self.logger is not None:
+            self.logger.close()
+        return StageResult(last_saved, evaluation)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over one global batch; returns its metrics."""
+        started = time.perf_counter()
+        d = self.dist
+        batch = self.global_batch(self.step)
+        micro_batches = self.local_micro_batches(batch)
+        units = float(all_reduce_sum(torch.tensor(self.loss_units([e for micro in micro_batches for e in micro])), d))
+        scale = d.world / max(units, 1e-12)  # DDP/DeepSpeed average over processes; see distributed.py
+        sums: dict[str, float] = {}
+        for i, micro in enumerate(micro_batches):
+            with self.engine.micro_context(last=i == len(micro_batches) - 1):
+                with self._autocast():
+                    loss_sum, stats = self.micro_loss(micro)
+                self.engine.backward(loss_sum * scale)
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value
+        lr = lr_at(self.step, self.cfg.optim.lr, self.max_steps, self.schedule)
+        grad_norm = self.engine.step(lr)
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64), d).tolist()
+        mine = sum(self.example_tokens(e) for micro in micro_batches for e in micro)
+        step_tokens = int(all_reduce_sum(torch.tensor(mine), d))
+        self.tokens += step_tokens
+        elapsed = time.perf_counter() - started
+        return {
+            **self.step_metrics(dict(zip(keys, totals, strict=True))),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": self.tokens,
+            "tokens_per_s": step_tokens / elapsed,
+            "epoch": (self.step + 1) / self.steps_per_epoch,
+            "step_time": elapsed,
+        }
+
+    def _autocast(self) -> Any:
+        if self.autocast is None:
+            return nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=self.autocast)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _final_evaluation(self) -> dict[str, Any]:
+        """Evaluate the final model once: a finished run re-started reads the figures back."""
+        path = self.cfg.run_dir / "eval.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("step") == self.step:
+                return saved
+        return self._log_evaluation(self.step, prefix="eval")
+
+    def _log_evaluation(self, step: int, prefix: str) -> dict[str, Any]:
+        if not self.dist.is_main:
+            barrier(self.dist)
+            return {}
+        with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
+            figures = self.evaluate()
+        if not figures:  # no held-out files configured
+            barrier(self.dist)
+            return {}
+        flat = {f"{prefix}/{key}": value for key, value in _flatten(figures).items()}
+        print(f"{self.stage} held-out ({'start' if prefix == 'eval_start' else 'final'}, step {step}): "
+              f"{format_metrics(_flatten(figures))}", file=sys.stderr)
+        assert self.logger is not None
+        self.logger.log(step, flat, echo=False)
+        record = {"step": step, **figures}
+        if prefix == "eval":
+            (self.cfg.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
+        barrier(self.dist)
+        return record
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """`checkpoints/<name>.tmp/`, renamed when complete: a kill mid-save keeps the previous one."""
+        d = self.dist
+        name = checkpoint_name(self.step, self.tokens)
+        final, tmp = self.ckpt_dir / name, self.ckpt_dir / f"{name}.tmp"
+        if d.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            if self.cfg.lora.enabled:
+                save_lora_checkpoint(self.engine.module, self.tokenizer, tmp)
+            else:
+                save_model(self.engine.module, self.tokenizer, tmp)
+        barrier(d)
+        self.engine.save_state(tmp, d)
+        torch.save(_rng_state(), tmp / f"rng_rank{d.rank}.pt")
+        barrier(d)
+        if d.is_main:
+            state = {
+                "stage": self.stage,
+                "step": self.step,
+                "tokens": self.tokens,
+                "max_steps": self.max_steps,
+                "examples": len(self.examples),
+                "batch_size": self.cfg.train.batch_size,
+                "world": d.world,
+            }
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")  # written last: marks completion
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+        barrier(d)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore optimizer (and, under DeepSpeed, module) state, step, token count and RNG."""
+        state = json.loads((path / STATE_FILE).read_text())
+        now = {"examples": len(self.examples), "batch_size": self.cfg.train.batch_size, "max_steps": self.max_steps}
+        for key, value in now.items():
+            if state.get(key) != value:
+                raise CheckpointError(
+                    f"{path} was trained with {key} {state.get(key)}, this run has {value}: resuming would change "
+                    "the data order or schedule. Restore the setting, or start a new run (--name)."
+                )
+        if self.cfg.train.deepspeed is not None and state["world"] != self.dist.world:
+            raise CheckpointError(f"{path} holds DeepSpeed state for {state['world']} processes, not {self.dist.world}")
+        self.engine.load_state(path)
+        self.step, self.tokens = state["step"], state["tokens"]
+        rng_file = path / f"rng_rank{self.dist.rank}.pt"
+        if rng_file.is_file():
+            _set_rng_state(torch.load(rng_file, weights_only=False))  # our own file: numpy state is no tensor
+
+    # ------------------------------------------------------------------ reporting
+
+    def _announce(self) -> None:
+        if not self.dist.is_main:
+            return
+        cfg, t = self.cfg, self.cfg.train
+        print_report(self.data_report)
+        where = f"resuming from {self.resumed_from} (step {self.step})" if self.resumed_from else f"from {cfg.init_from}"
+        lines = [
+            f"{self.stage}: {len(self.examples):,} examples, {self.steps_per_epoch:,} steps per epoch, "
+            f"{self.max_steps:,} steps (warmup {self.schedule.warmup_steps})",
+            f"batch: {t.batch_size} = {self.dist.world} process(es) × {self.accumulation} micro-batch(es) of "
+            f"{t.micro_batch_size}; precision {'bf16 autocast' if self.autocast else 'fp32'} on {self.dist.device}",
+            f"run: {cfg.run_dir} — {where}",
+        ]
+        for line in lines:
+            print(line, file=sys.stderr)
+
+
+def _flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"accuracy_by_verifier": {"gsm8k": 0.2}}` → `{"accuracy_by_verifier/gsm8k": 0.2}`; numbers only."""
+    flat: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        elif isinstance(value, int | float):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_stage(trainer_cls: type[PostTrainer[Any]], cfg: StageConfig) -> StageResult:
+    """Build the trainer, fit, then leave the process group (torchrun launches)."""
+    trainer = trainer_cls(cfg)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.dist.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def stage_main(argv: Sequence[str], config_cls: type[StageConfig], trainer_cls: type[PostTrainer[Any]]) -> int:
+    """`rlvr <stage> --config FILE [--key.sub=value ...]`: train, print the final checkpoint and figures."""
+    import argparse
+
+    from rlvr.config import load_config
+
+    parser = argparse.ArgumentParser(prog=f"rlvr {trainer_cls.stage}", description=trainer_cls.__doc__)
+    parser.add_argument("--config", required=True, help=f"e.g. configs/{trainer_cls.stage}/tiny.yaml")
+    args, overrides = parser.parse_known_args(argv)
+    cfg = load_config(config_cls, args.config, overrides)
+    result = run_stage(trainer_cls, cfg)
+    if result.evaluation:
+        print(json.dumps({"checkpoint": str(result.checkpoint), **result.evaluation}, indent=2))
+    return 0

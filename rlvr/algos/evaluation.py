@@ -1,0 +1,130 @@
+"""Held-out figures of a policy: verifiable accuracy and preference accuracy.
+
+- verifiable accuracy: greedy generations for the `rlvr_test` prompts, scored by the verifiers
+  (`rlvr.rewards.score_batch`); the mean score overall and per verifier.
+- preference accuracy: the share of `prefs_test` pairs where the policy gives the chosen answer a
+  higher length-normalised log-probability (mean per-token log-prob of the final assistant turn)
+  than the rejected one — reference-free, so base, SFT and DPO models are compared on one scale.
+
+The same functions score the base model in the pipeline, so base → SFT → DPO read off one measure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlvr.algos.common import EvalConfig, token_logprobs
+from rlvr.algos.encoding import EncodedPair, encode_pairs, pad_right
+from rlvr.data import load_rows
+from rlvr.generation import chat_prompt, generate
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability of each row's labels and how many labels it has: `(sums, counts)`."""
+    logps, mask = token_logprobs(logits, labels)
+    return logps.sum(dim=1), mask.sum(dim=1)
+
+
+def pair_batch(pairs: Sequence[EncodedPair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One right-padded batch: the chosen sides, then the rejected sides (one forward for both)."""
+    return pad_right([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
+
+
+@torch.no_grad()
+def pair_logps(
+    forward: Forward, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int, device: torch.device,
+    autocast: torch.dtype | None,
+) -> torch.Tensor:
+    """`(len(pairs), 4)` float64: chosen sum, rejected sum, chosen tokens, rejected tokens."""
+    rows = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        ids, labels = pair_batch(chunk, pad_id)
+        context = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
+        with context:
+            logits = forward(ids.to(device))
+        sums, counts = sequence_logps(logits, labels.to(device))
+        n = len(chunk)
+        rows.append(torch.stack([sums[:n], sums[n:], counts[:n], counts[n:]], dim=1).double().cpu())
+    return torch.cat(rows)
+
+
+def preference_accuracy(logps: torch.Tensor) -> dict[str, float]:
+    """From `pair_logps` rows: share with a higher mean per-token log-prob for chosen, and the mean gap."""
+    chosen = logps[:, 0] / logps[:, 2].clamp(min=1)
+    rejected = logps[:, 1] / logps[:, 3].clamp(min=1)
+    return {
+        "preference_accuracy": float((chosen > rejected).double().mean()),
+        "preference_margin": float((chosen - rejected).mean()),
+    }
+
+
+def verifiable_accuracy(
+    model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], max_new_tokens: int, batch_size: int,
+    workers: int, autocast: torch.dtype | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Greedy generations for `rows` scored by their verifiers: `(figures, one record per row)`."""
+    from rlvr.rewards import score_batch
+
+    completions = generate(model, tokenizer, [chat_prompt(row["messages"]) for row in rows], max_new_tokens,
+                           temperature=0.0, batch_size=batch_size, autocast=autocast)
+    results = score_batch([{**row, "prediction": c.text} for row, c in zip(rows, completions, strict=True)],
+                          workers=workers)
+    by_verifier: dict[str, list[float]] = {}
+    records = []
+    for row, completion, result in zip(rows, completions, results, strict=True):
+        name = row["dataset"] if isinstance(row["dataset"], str) else "+".join(row["dataset"])
+        by_verifier.setdefault(name, []).append(result.score)
+        records.append({"prompt": row["messages"][-1]["content"], "response": completion.text,
+                        "finished": completion.finished, "dataset": name, "score": result.score,
+                        "timed_out": result.timed_out})
+    scores = [r["score"] for r in records]
+    figures = {
+        "accuracy": sum(scores) / len(scores),
+        "accuracy_by_verifier": {name: sum(s) / len(s) for name, s in sorted(by_verifier.items())},
+        "finished": sum(c.finished for c in completions) / len(completions),
+        "timed_out": sum(r.timed_out for r in results),
+        "prompts": len(rows),
+    }
+    return figures, records
+
+
+def evaluate_policy(
+    model: Any, tokenizer: Any, cfg: EvalConfig, max_length: int, autocast: torch.dtype | None,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Both held-out figures for a causal LM (whichever test files `cfg` names); generations go to
+    `out_dir/eval_generations.jsonl` for reading."""
+    figures: dict[str, Any] = {}
+    device = next(model.parameters()).device
+    if cfg.rlvr_test:
+        rows = load_rows(cfg.rlvr_test, "rlvr", limit=cfg.max_prompts)
+        verifiable, records = verifiable_accuracy(model, tokenizer, rows, cfg.max_new_tokens, cfg.batch_size,
+                                                  cfg.workers, autocast)
+        figures.update(verifiable)
+        if out_dir is not None:
+            with (out_dir / "eval_generations.jsonl").open("w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+    if cfg.prefs_test:
+        pairs, report = encode_pairs(tokenizer, load_rows(cfg.prefs_test, "prefs", limit=cfg.max_prompts),
+                                     max_length, "truncate", cfg.prefs_test)
+        was_training = model.training
+        model.eval()
+
+        def forward(ids: torch.Tensor) -> torch.Tensor:
+            return model(input_ids=ids, use_cache=False).logits
+
+        logps = pair_logps(forward, pairs, tokenizer.pad_token_id, cfg.batch_size, device, autocast)
+        model.train(was_training)
+        figures.update(preference_accuracy(logps))
+        figures["preference_pairs"] = len(pairs)
+        figures["preference_pairs_skipped"] = len(report.skipped)
+    return figures

@@ -1,0 +1,144 @@
+"""`rlvr rm --config configs/rm/tiny.yaml`: a Bradley–Terry reward model from the SFT checkpoint.
+
+The model is `Olmo2ForSequenceClassification` with one output, built from the SFT checkpoint (its
+transformer; the LM head is dropped) with a new `score` head initialised N(0, 1/sqrt(hidden + 1))
+as open-instruct does — small enough that the first rewards are near 0. The reward of a chat is the
+head's output at its last non-pad token (the EOS closing the answer): rows are right-padded, so
+that is the position `transformers` pools, and the one the `reward_model` verifier
+(`rlvr.rewards.reward_model`) reads from the same checkpoint. Loss: `-logsigmoid(r_chosen - r_rejected)`
+averaged over pairs. The saved checkpoint is what the verifier scores with and what the PPO value
+model starts from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rlvr.algos.common import PostTrainer, StageConfig, load_training_rows, stage_main
+from rlvr.algos.encoding import EncodedPair, EncodeReport, encode_pairs, same_prompt_problems
+from rlvr.algos.evaluation import Forward, pair_batch
+from rlvr.data import load_rows
+
+
+@dataclass
+class RewardModelConfig(StageConfig):
+    name: str = "rm"
+
+
+# ---------------------------------------------------------------------- losses
+
+
+def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
+    """Per-pair negative log-likelihood that the chosen answer wins: `-logsigmoid(r_c - r_r)`."""
+    return -F.logsigmoid(chosen_rewards - rejected_rewards)
+
+
+def pairwise_figures(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> dict[str, float]:
+    """Share of pairs ranked right (ties count as wrong) and the mean reward margin."""
+    return {
+        "pairwise_accuracy": float((chosen_rewards > rejected_rewards).double().mean()),
+        "margin": float((chosen_rewards - rejected_rewards).double().mean()),
+    }
+
+
+@torch.no_grad()
+def init_score_head(model: torch.nn.Module, seed: int) -> None:
+    """N(0, std = 1/sqrt(hidden + 1)) for the new head (open-instruct's reward-model init)."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = model.score.weight
+    std = 1.0 / math.sqrt(model.config.hidden_size + 1)
+    weight.copy_(torch.randn(weight.shape, generator=generator) * std)
+
+
+# ---------------------------------------------------------------------- trainer
+
+
+class RewardModelTrainer(PostTrainer[EncodedPair]):
+    """A Bradley–Terry reward model on preference pairs."""
+
+    stage = "rm"
+    cfg: RewardModelConfig
+    lora_modules_to_save = ("score",)
+
+    def load_examples(self) -> tuple[list[EncodedPair], EncodeReport]:
+        data = self.cfg.data
+        rows, _ = load_training_rows(data, "prefs", check=same_prompt_problems)
+        return encode_pairs(self.tokenizer, rows, data.max_length, data.overlong, ", ".join(data.train))
+
+    def load_model(self) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "score.weight newly initialised" is the point, not a warning
+        try:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                self.cfg.init_from, num_labels=1, dtype=torch.float32,
+                attn_implementation=self.cfg.train.attention, output_loading_info=True,
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        model.config.pad_token_id = self.tokenizer.pad_token_id  # the pooled position is found by this id
+        if any(key.startswith("score.") for key in info["missing_keys"]):  # a causal LM: the head is new
+            init_score_head(model, self.cfg.seed)
+        return model
+
+    def micro_loss(self, examples: Sequence[EncodedPair]) -> tuple[torch.Tensor, dict[str, float]]:
+        chosen, rejected = self._rewards(examples, self.engine.forward)
+        losses = bradley_terry_loss(chosen, rejected)
+        loss = losses.sum()
+        return loss, {
+            "loss": float(loss.detach()),
+            "pairs": float(len(examples)),
+            "correct": float((chosen > rejected).sum()),
+            "margin": float((chosen - rejected).detach().sum()),
+            "chosen": float(chosen.detach().sum()),
+            "rejected": float(rejected.detach().sum()),
+        }
+
+    def _rewards(self, examples: Sequence[EncodedPair], forward: Forward) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chosen and rejected rewards: one forward over both sides, pooled at each last non-pad token."""
+        ids, _ = pair_batch(examples, self.tokenizer.pad_token_id)
+        rewards = forward(ids.to(self.dist.device)).squeeze(-1).float()
+        return rewards[: len(examples)], rewards[len(examples) :]
+
+    def step_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        pairs = max(sums["pairs"], 1.0)
+        return {
+            "loss": sums["loss"] / pairs,
+            "accuracy": sums["correct"] / pairs,
+            "margin": sums["margin"] / pairs,
+            "rewards/chosen": sums["chosen"] / pairs,
+            "rewards/rejected": sums["rejected"] / pairs,
+        }
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        e = self.cfg.eval
+        if not e.prefs_test:
+            return {}
+        pairs, report = encode_pairs(self.tokenizer, load_rows(e.prefs_test, "prefs", limit=e.max_prompts),
+                                     self.cfg.data.max_length, "truncate", e.prefs_test)
+        module = self.engine.module  # unwrapped: only the main process evaluates
+
+        def forward(ids: torch.Tensor) -> torch.Tensor:
+            return module(input_ids=ids, use_cache=False).logits
+
+        module.eval()
+        rewards = []
+        for start in range(0, len(pairs), e.batch_size):
+            with self._autocast():
+                rewards.append(torch.stack(self._rewards(pairs[start : start + e.batch_size], forward)).cpu())
+        module.train()
+        chosen, rejected = torch.cat(rewards, dim=1)
+        return {**pairwise_figures(chosen, rejected), "pairs": len(pairs), "pairs_skipped": len(report.skipped)}
+
+
+def main(argv: Sequence[str]) -> int:
+    return stage_main(argv, RewardModelConfig, RewardModelTrainer)

@@ -1,0 +1,57 @@
+"""The sft → dpo → rm stages of `rlvr pipeline`, on the tiny fixture model with the shipped tiny presets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from rlvr.config import from_dict
+from rlvr.pipeline import Context, PipelineConfig, _evaluate_base, run_pipeline
+
+SMALL = ["--train.max_steps=2", "--train.batch_size=8", "--train.micro_batch_size=4", "--train.precision=fp32",
+         "--data.max_length=192", "--eval.max_new_tokens=8", "--log.progress=false"]
+
+
+def pipeline_cfg(tmp_path: Path) -> PipelineConfig:
+    stage = {"overrides": SMALL}
+    return from_dict(PipelineConfig, {
+        "name": "p", "runs_root": str(tmp_path), "log": {"wandb": False},
+        "sft": {"config": "configs/sft/tiny.yaml", **stage},
+        "dpo": {"config": "configs/dpo/tiny.yaml", **stage},
+        "rm": {"config": "configs/rm/tiny.yaml", **stage},
+        "stages": ["soup", "sft", "dpo", "rm"],
+    })
+
+
+def test_post_training_stages_record_checkpoints_and_figures(tmp_path: Path, suite: Path, base_checkpoint: Path) -> None:
+    cfg = pipeline_cfg(tmp_path)
+    run_dir = cfg.run_dir
+    shutil.copytree(suite, run_dir / "data")
+    shutil.copytree(base_checkpoint, run_dir / "base")
+    (run_dir / "pipeline.json").write_text(json.dumps({"done": {"soup": {"checkpoint": "base"}}}))
+
+    done = run_pipeline(cfg)
+    for stage in ("sft", "dpo"):
+        record = done[stage]
+        assert record["checkpoint"].startswith(f"{stage}/checkpoints/step2-")
+        assert (run_dir / record["checkpoint"] / "model.safetensors").is_file()
+        assert {"accuracy", "accuracy_by_verifier", "preference_accuracy", "seconds"} <= record.keys()
+        assert set(record["accuracy_by_verifier"]) == {"gsm8k", "math", "ifeval"}
+    assert {"pairwise_accuracy", "margin", "seconds"} <= done["rm"].keys()
+    assert json.loads((run_dir / "pipeline.json").read_text())["done"] == done
+    # DPO and the reward model both start from the SFT checkpoint
+    for stage in ("dpo", "rm"):
+        stage_cfg = yaml.safe_load((run_dir / stage / "config.yaml").read_text())
+        assert stage_cfg["init_from"] == str(run_dir / done["sft"]["checkpoint"])
+        assert stage_cfg["data"]["train"] == [str(run_dir / "data" / "prefs_train.jsonl")]
+
+
+def test_base_model_is_measured_like_the_sft_model(tmp_path: Path, suite: Path, base_checkpoint: Path) -> None:
+    cfg = pipeline_cfg(tmp_path)
+    shutil.copytree(suite, cfg.run_dir / "data")
+    figures = _evaluate_base(Context(cfg, cfg.run_dir, {}), base_checkpoint)
+    assert figures["prompts"] == 24 and 0.0 <= figures["accuracy"] <= 1.0
+    assert figures["preference_pairs"] == 24 and 0.0 <= figures["preference_accuracy"] <= 1.0
