@@ -76,6 +76,9 @@ CASES = [
     ("length_constraints:number_words", {"num_words": 16, "relation": "at least"},
      "L4RGE L4NGU4GE M0DEL: AI syst3m th4t und3rstands, g3n3r4tes, or tr4nsforms\n"
      "l4ngu4g3 b4s3d on pr3vious l3arning & d4t4.", True),
+    # 5 words: NLTK's RegexpTokenizer(r"\w+") runs on the `regex` engine, where vowel signs and viramas
+    # (combining marks) are word characters; the stdlib `re` splits this into 10 runs.
+    ("length_constraints:number_words", {"num_words": 6, "relation": "less than"}, "हमने बाजार में नाश्ता किया", True),
     ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 5, "nth_paragraph": 3, "first_word": "Really"},
      PARAGRAPH_WORDS, True),
     ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 3, "nth_paragraph": 2, "first_word": "I"},
@@ -154,6 +157,10 @@ def test_util_hand_values():
     ]
     assert count_sentences("xx,x. xx,x! xx/x. x{x}x?") == 4
     assert count_words("it's a well-known fact_1") == 6  # it, s, a, well, known, fact_1
+    # Unicode's word class (the `regex` engine NLTK's RegexpTokenizer uses), not the stdlib re's:
+    assert count_words("હમને બજારમાં નાસ્તો") == 3  # combining vowel signs join their letters
+    assert count_words("re\u0301sume\u0301 done") == 2  # e + combining acute accent: one word
+    assert count_words("x² ½") == 1  # superscripts and fractions are not word characters
     assert word_tokenize("HERE there, THREE.") == ["HERE", "there", ",", "THREE", "."]
     assert detect_language("Ceci est une phrase en français.") == "fr"
     assert detect_language("1234 !!") is None
