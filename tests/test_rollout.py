@@ -1,0 +1,142 @@
+"""Rollout engines: sampled log-probs match the trainer's, and a stale engine is caught by the probe."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from base_model.checkpoint import save_model
+from base_model.model import ModelConfig, build_model
+from base_model.tokenizer import load_tokenizer, train_tokenizer
+from rlvr.algos.ppo.losses import token_logprobs
+from rlvr.rollout import HFEngine, SyncError, max_abs_gap, verify_sync
+
+TINY = ModelConfig(d_model=64, n_layers=2, n_heads=2, mlp_hidden=128, vocab_size=300, max_seq_len=128)
+TEXTS = ["Sam has 12 cards. He sells 1. #### 11", "The quick brown fox jumps over the lazy dog."] * 20
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tokenizer_dir = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(iter(TEXTS), tokenizer_dir, vocab_size=TINY.vocab_size)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = build_model(TINY, tokenizer.eos_token_id, tokenizer.pad_token_id, seed=0, attention="eager")
+    out = tmp_path_factory.mktemp("policy")
+    save_model(model, tokenizer, out)
+    return out
+
+
+def load(checkpoint: Path) -> tuple[torch.nn.Module, object]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(checkpoint), dtype=torch.float32, attn_implementation="eager"
+    )
+    return model, load_tokenizer(checkpoint)
+
+
+def perturb(model: torch.nn.Module, scale: float = 0.05) -> None:
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * scale)
+
+
+def test_hf_engine_logprobs_are_the_trainers_at_the_sampling_temperature(checkpoint: Path) -> None:
+    model, tokenizer = load(checkpoint)
+    engine = HFEngine(model, tokenizer)
+    prompts = [tokenizer.encode("Sam has 12"), tokenizer.encode("The quick brown fox jumps")]
+    samples = engine.sample(prompts, n=3, max_tokens=12, temperature=0.7, seed=0)
+    assert [len(group) for group in samples] == [3, 3]
+    for prompt, group in zip(prompts, samples, strict=True):
+        for sample in group:
+            assert 1 <= len(sample.token_ids) <= 12 and len(sample.logprobs) == len(sample.token_ids)
+            assert sample.finished == (sample.token_ids[-1] == tokenizer.eos_token_id)
+            ids = torch.tensor([prompt + sample.token_ids])
+            with torch.no_grad():
+                logits = model(ids).logits[0, len(prompt) - 1 : -1]
+            expected = token_logprobs(logits, torch.tensor(sample.token_ids), temperature=0.7)
+            assert max_abs_gap(sample.logprobs, expected.tolist()) < 1e-4
+    # the same seed draws the same samples
+    again = engine.sample(prompts, n=3, max_tokens=12, temperature=0.7, seed=0)
+    assert [[s.token_ids for s in g] for g in again] == [[s.token_ids for s in g] for g in samples]
+
+
+def test_verify_sync_catches_a_stale_engine(checkpoint: Path) -> None:
+    trainer, tokenizer = load(checkpoint)
+    served, _ = load(checkpoint)
+    engine = HFEngine(served, tokenizer)  # a separate copy, like a vLLM engine
+    probe = tokenizer.encode(TEXTS[0])
+    assert verify_sync(engine, trainer, probe, tolerance=1e-5) < 1e-5
+    perturb(trainer)
+    with pytest.raises(SyncError, match="stale or partial"):
+        verify_sync(engine, trainer, probe, tolerance=1e-3)
+    engine.load_weights(trainer)
+    assert verify_sync(engine, trainer, probe, tolerance=1e-5) < 1e-5
+    with pytest.raises(SyncError, match="lengths differ"):
+        max_abs_gap([0.0], [0.0, 0.0])
+
+
+ENGINE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from transformers import AutoModelForCausalLM
+    from rlvr.rollout import SyncError, VLLMConfig, VLLMEngine, trainer_logprobs, max_abs_gap, timed_sync
+
+    if __name__ == "__main__":
+        checkpoint, probe, prompt = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+        engine = VLLMEngine(checkpoint, VLLMConfig(max_model_len=128, gpu_memory_utilization=0.1))
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="eager")
+        result = {"gap_at_start": max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))}
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+        result["stale_gap"] = max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))
+        result["sync"] = timed_sync(engine, model, probe, tolerance=1e-3)
+        samples = engine.sample([prompt, prompt], n=2, max_tokens=10, temperature=0.7, seed=3)
+        result["samples"] = [[[s.token_ids, s.logprobs, s.finished] for s in group] for group in samples]
+        engine.close()
+        print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("vllm")
+    model, tokenizer = load(checkpoint)
+    probe, prompt = tokenizer.encode(TEXTS[1]), tokenizer.encode("Sam has 12")
+    script = tmp_path / "engine.py"
+    script.write_text(ENGINE_SCRIPT)
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    run = subprocess.run(
+        [sys.executable, str(script), str(checkpoint), json.dumps(probe), json.dumps(prompt)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+    )
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stderr[-3000:]
+    result = json.loads(lines[0].removeprefix("RESULT "))
+    assert result["gap_at_start"] < 1e-4
+    assert result["stale_gap"] > 0.05  # the probe sees a changed model ...
+    assert result["sync"]["sync_probe_gap"] < 1e-4  # ... and the synced engine serves it
+    perturb(model)  # the same perturbation the engine's trainer applied
+    for group in result["samples"]:
+        assert len(group) == 2
+        for token_ids, logprobs, finished in group:
+            assert finished == (token_ids[-1] == tokenizer.eos_token_id)
+            ids = torch.tensor([prompt + token_ids])
+            with torch.no_grad():
+                logits = model(ids).logits[0, len(prompt) - 1 : -1]
+            expected = token_logprobs(logits, torch.tensor(token_ids), temperature=0.7)
+            assert max_abs_gap(logprobs, expected.tolist()) < 1e-3
