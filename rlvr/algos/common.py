@@ -493,13 +493,16 @@ class PostTrainer(Generic[ExampleT]):
     def load_checkpoint(self, path: Path) -> None:
         """Restore optimizer (and, under DeepSpeed, module) state, step, token count and RNG."""
         state = json.loads((path / STATE_FILE).read_text())
-        now = {"examples": len(self.examples), "batch_size": self.cfg.train.batch_size, "max_steps": self.max_steps}
+        now = {"examples": len(self.examples), "batch_size": self.cfg.train.batch_size}
         for key, value in now.items():
             if state.get(key) != value:
                 raise CheckpointError(
                     f"{path} was trained with {key} {state.get(key)}, this run has {value}: resuming would change "
-                    "the data order or schedule. Restore the setting, or start a new run (--name)."
+                    "the data order. Restore the setting, or start a new run (--name)."
                 )
+        if state["max_steps"] != self.max_steps and self.dist.is_main:
+            print(f"warning: {path} was part of a {state['max_steps']}-step run, this one has {self.max_steps} "
+                  "steps: the learning-rate schedule continues on the new length", file=sys.stderr)
         if self.cfg.train.deepspeed is not None and state["world"] != self.dist.world:
             raise CheckpointError(f"{path} holds DeepSpeed state for {state['world']} processes, not {self.dist.world}")
         self.engine.load_state(path)
