@@ -33,8 +33,6 @@ from typing import Any, Protocol
 
 import torch
 
-from rlvr.generation import Completion
-
 
 class SyncError(RuntimeError):
     """The engine's weights do not match the trainer's after a sync (or the sync timed out)."""
@@ -263,9 +261,3 @@ def timed_sync(
     engine.load_weights(model)
     seconds = time.perf_counter() - start
     return {"sync_seconds": seconds, "sync_probe_gap": verify_sync(engine, model, probe, tolerance)}
-
-
-def completion_of(sample: Sample, tokenizer: Any) -> Completion:
-    """The decoded form verifiers and reports use."""
-    text = tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-    return Completion(text=text, token_ids=sample.token_ids, finished=sample.finished)
