@@ -35,7 +35,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from base_model.checkpoint import STATE_FILE, CheckpointError, checkpoint_name, list_checkpoints, save_model
+from base_model.checkpoint import (
+    STATE_FILE,
+    CheckpointError,
+    checkpoint_name,
+    list_checkpoints,
+    read_state_dict,
+    save_model,
+)
 from base_model.config import ScheduleConfig
 from base_model.distributed import (
     DeepSpeedEngine,
@@ -52,7 +59,15 @@ from base_model.tokenizer import load_tokenizer
 
 # The pretrainer's resume helpers (RNG capture, metrics cut back to the resumed step) serve as they are.
 from base_model.trainer import _rng_state, _set_rng_state, _truncate_metrics
-from rlvr.algos.encoding import IGNORE_INDEX, EncodeReport, Overlong, print_report
+from rlvr.algos.encoding import (
+    IGNORE_INDEX,
+    EncodedPair,
+    EncodeReport,
+    Overlong,
+    encode_pairs,
+    print_report,
+    same_prompt_problems,
+)
 from rlvr.algos.lora import LoraConfig, load_adapter, save_lora_checkpoint, wrap_lora
 from rlvr.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
 from rlvr.data import Kind, load_rows
@@ -209,16 +224,26 @@ def load_causal_lm(path: str, attention: str = "sdpa") -> torch.nn.Module:
 
 
 def load_training_rows(cfg: DataConfig, kind: Kind, check: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every valid row of `cfg.train` (validation problems raise or are counted, per `on_bad_row`)."""
+    """Every valid row of `cfg.train`, and a summary per source of what validation left out (with
+    `on_bad_row: error`, a bad row raises instead, listing every bad row)."""
     if not cfg.train:
         raise ValueError("data.train is empty: list at least one data file")
     rows: list[dict[str, Any]] = []
-    summaries = []
+    invalid = []
     for source in cfg.train:
         loaded = load_rows(source, kind, on_bad_row=cfg.on_bad_row, check=check, limit=cfg.limit)
         rows.extend(loaded)
-        summaries.append(loaded.report.summary())
-    return rows, summaries
+        if loaded.report.skipped:
+            invalid.append(loaded.report.summary())
+    return rows, invalid
+
+
+def load_pairs(data: DataConfig, tokenizer: Any) -> tuple[list[EncodedPair], EncodeReport]:
+    """The preference pairs DPO and the reward model train on, with what was left out and why."""
+    rows, invalid = load_training_rows(data, "prefs", check=same_prompt_problems)
+    pairs, report = encode_pairs(tokenizer, rows, data.max_length, data.overlong, ", ".join(data.train))
+    report.invalid = invalid
+    return pairs, report
 
 
 class PostTrainer(Generic[ExampleT]):
@@ -327,8 +352,6 @@ class PostTrainer(Generic[ExampleT]):
         if self.cfg.lora.enabled:
             load_adapter(model, path)
             return
-        from base_model.checkpoint import read_state_dict
-
         model.load_state_dict(read_state_dict(path), strict=True)
 
     def _build_engine(self, model: torch.nn.Module) -> Engine:

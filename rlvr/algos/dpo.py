@@ -30,8 +30,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from rlvr.algos.common import PostTrainer, StageConfig, load_causal_lm, load_training_rows, stage_main
-from rlvr.algos.encoding import EncodedPair, EncodeReport, encode_pairs, same_prompt_problems
+from rlvr.algos.common import PostTrainer, StageConfig, load_causal_lm, load_pairs, stage_main
+from rlvr.algos.encoding import EncodedPair, EncodeReport
 from rlvr.algos.evaluation import evaluate_policy, pair_batch, pair_logps, sequence_logps
 from rlvr.tracking import progress
 
@@ -129,9 +129,7 @@ class DPOTrainer(PostTrainer[EncodedPair]):
     reference: torch.Tensor | None = None
 
     def load_examples(self) -> tuple[list[EncodedPair], EncodeReport]:
-        data = self.cfg.data
-        rows, _ = load_training_rows(data, "prefs", check=same_prompt_problems)
-        return encode_pairs(self.tokenizer, rows, data.max_length, data.overlong, ", ".join(data.train))
+        return load_pairs(self.cfg.data, self.tokenizer)
 
     def load_model(self) -> torch.nn.Module:
         return load_causal_lm(self.cfg.init_from, self.cfg.train.attention)

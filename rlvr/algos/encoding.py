@@ -66,9 +66,12 @@ class EncodeReport:
     kept: int = 0
     truncated: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    """What validation left out before encoding (`rlvr.data.LoadReport` summaries, with line numbers)."""
 
     def summary(self) -> str:
-        text = f"{self.source}: {self.kept:,} kept ({self.truncated:,} truncated)"
+        text = "".join(f"invalid rows left out: {line}\n" for line in self.invalid)
+        text += f"{self.source}: {self.kept:,} kept ({self.truncated:,} truncated)"
         if self.skipped:
             reasons: dict[str, int] = {}
             for _, reason in self.skipped:
@@ -81,7 +84,7 @@ class EncodeReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "kept": self.kept, "truncated": self.truncated,
-                "skipped": len(self.skipped), "skipped_rows": self.skipped}
+                "skipped": len(self.skipped), "skipped_rows": self.skipped, "invalid": self.invalid}
 
 
 def assistant_spans(

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rlvr.algos.common import PostTrainer, StageConfig, load_training_rows, stage_main
-from rlvr.algos.encoding import EncodedPair, EncodeReport, encode_pairs, same_prompt_problems
+from rlvr.algos.common import PostTrainer, StageConfig, load_pairs, stage_main
+from rlvr.algos.encoding import EncodedPair, EncodeReport, encode_pairs
 from rlvr.algos.evaluation import Forward, pair_batch
 from rlvr.data import load_rows
 
@@ -67,9 +67,7 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
     lora_modules_to_save = ("score",)
 
     def load_examples(self) -> tuple[list[EncodedPair], EncodeReport]:
-        data = self.cfg.data
-        rows, _ = load_training_rows(data, "prefs", check=same_prompt_problems)
-        return encode_pairs(self.tokenizer, rows, data.max_length, data.overlong, ", ".join(data.train))
+        return load_pairs(self.cfg.data, self.tokenizer)
 
     def load_model(self) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification

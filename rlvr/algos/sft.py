@@ -84,8 +84,9 @@ class SFTTrainer(PostTrainer[EncodedChat]):
 
     def load_examples(self) -> tuple[list[EncodedChat], EncodeReport]:
         data = self.cfg.data
-        rows, _ = load_training_rows(data, "sft")
+        rows, invalid = load_training_rows(data, "sft")
         examples, report = encode_sft(self.tokenizer, rows, data.max_length, data.overlong, ", ".join(data.train))
+        report.invalid = invalid
         if self.cfg.sft.packing:
             # Pack a shuffled stream, so the chats sharing a sequence are unrelated.
             order = np.random.default_rng([self.cfg.seed, 1 << 20]).permutation(len(examples))

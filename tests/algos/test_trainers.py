@@ -200,3 +200,18 @@ def test_configuration_errors_are_clear(stage_cfg: StageCfg) -> None:
         DPOTrainer(stage_cfg(DPOConfig, {"data": {"train": []}}))
     with pytest.raises(ValueError, match="no sft examples left"):
         SFTTrainer(stage_cfg(SFTConfig, {"data": {"max_length": 8}}))
+
+
+def test_rows_left_out_are_counted_in_the_run_directory(stage_cfg: StageCfg, suite: Path, tmp_path: Path) -> None:
+    import json
+
+    rows = (suite / "prefs_train.jsonl").read_text().splitlines()
+    first = json.loads(rows[0])
+    identical = json.dumps({"chosen": first["chosen"], "rejected": first["chosen"]})
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("\n".join([*rows[:10], identical, '{"chosen": []}']) + "\n")
+    cfg = stage_cfg(RewardModelConfig, {"data": {"train": [str(path)], "on_bad_row": "skip"}, "train": {"max_steps": 1}})
+    trainer = RewardModelTrainer(cfg)
+    assert len(trainer.examples) == 10
+    report = json.loads((cfg.run_dir / "data_report.json").read_text())
+    assert report["kept"] == 10 and "2 skipped" in report["invalid"][0] and "line 11" in report["invalid"][0]
