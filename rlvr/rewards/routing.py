@@ -74,7 +74,7 @@ def unknown_names(row: Any) -> list[str]:
 
 
 def verifier_name_problems(row: Any) -> list[str]:
-    """Problems with a row's verifier names, in the form `rlvr.data.load_rows(check=...)` expects."""
+    """Problems with a row's verifier names (for `rlvr.data.load_rows(check=lambda line, row: ...)`)."""
     problems = []
     for name in _names(row):
         try:
