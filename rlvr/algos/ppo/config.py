@@ -1,0 +1,131 @@
+"""`rlvr ppo` configuration. Defaults are the OLMo 2 13B Instruct RLVR settings (DESIGN.md, "PPO
+with verifiable rewards"); `configs/ppo/olmo2_13b_rlvr.yaml` writes them out and
+`configs/ppo/tiny.yaml` scales them to 2 CPU cores.
+
+The KL estimator and where the KL enters (`kl.estimator`, `kl.placement`) are explicit fields, so
+every run's saved `config.yaml` states them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlvr.algos.common import OptimConfig
+from rlvr.algos.ppo.losses import KLEstimator
+from rlvr.rollout import VLLMConfig
+from rlvr.tracking import RunConfig
+
+
+@dataclass
+class PromptDataConfig:
+    train: list[str] = field(default_factory=list)
+    """RLVR prompt rows (`messages`, `ground_truth`, `dataset`): local .jsonl/.parquet or hub names."""
+    test: list[str] = field(default_factory=list)
+    """Held-out prompts for the periodic greedy evaluation (empty: no evaluation)."""
+    max_prompt_tokens: int = 2048
+    """Longer prompts are left out, counted and reported at start-up."""
+    on_bad_row: Literal["error", "skip"] = "error"
+    limit: int | None = None
+    """Read at most this many valid rows per source (quick trials)."""
+    test_limit: int | None = None
+
+
+@dataclass
+class RolloutConfig:
+    backend: Literal["vllm", "hf"] = "vllm"
+    """vllm: an in-process engine whose weights are replaced (and verified) after every step; hf:
+    transformers `generate` on the policy itself (tests, machines without vLLM)."""
+    prompts_per_step: int = 512
+    samples_per_prompt: int = 1
+    """PPO: 1. GRPO: the group size (advantages are relative within each prompt's group)."""
+    max_response_tokens: int = 2048
+    max_total_tokens: int = 2048
+    """Prompt + response; the response budget shrinks for long prompts so the sum fits."""
+    temperature: float = 1.0
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    sync_tolerance: float = 1e-3
+    """Max per-token log-prob gap between engine and trainer on the probe after a sync (fp32 both sides)."""
+    probe: str = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42."
+    """The fixed text whose log-probs are compared after every weight sync."""
+
+
+@dataclass
+class RewardConfig:
+    verification_reward: float = 10.0
+    """Reward for a verifier score of 1 (scores in [0, 1] scale it)."""
+    no_eos_penalty: float = -10.0
+    """Reward for a response that hit the length limit without EOS (replaces the verifier reward)."""
+    rm_multiplier: float = 0.0
+    """Weight of the reward model's score (the OLMo 2 runs used 0); needs `reward_model`."""
+    workers: int = 1
+    """Processes scoring responses (`rlvr.rewards.BatchScorer`)."""
+    verifier_options: dict[str, dict] = field(default_factory=dict)
+    """Per-verifier options, e.g. {ifeval: {mode: loose}, math: {timeout: 5}}."""
+
+
+@dataclass
+class KLConfig:
+    beta: float = 0.03
+    estimator: KLEstimator = "k1"
+    """k1 = log p − log p_ref (the reference's default), k3 = the non-negative low-variance estimator."""
+    placement: Literal["reward", "loss"] = "reward"
+    """reward: −beta·kl_t enters each token's reward (PPO); loss: beta·mean kl is added to the loss (GRPO)."""
+
+
+@dataclass
+class PPOLossConfig:
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.2
+    value_clip: float = 0.2
+    value_coef: float = 0.1
+    epochs: int = 4
+    """Optimisation passes over each rollout batch."""
+    minibatches: int = 1
+    """Optimizer steps per pass (each over 1/minibatches of the batch)."""
+    whiten_advantages: bool = True
+
+
+@dataclass
+class PPOTrainConfig:
+    total_episodes: int = 100_000
+    """Responses sampled over the whole run; steps = total_episodes / (prompts_per_step · samples_per_prompt)."""
+    micro_batch_size: int = 8
+    """Sequences per forward pass (gradient accumulation inside a minibatch)."""
+    precision: Literal["auto", "bf16", "fp32"] = "fp32"
+    """fp32 keeps trainer log-probs comparable with the engine's; bf16 autocast where memory needs it."""
+    attention: Literal["sdpa", "eager"] = "sdpa"
+    save_every: int = 50
+    eval_every: int = 25
+    eval_max_tokens: int = 256
+    resume: bool = True
+
+
+@dataclass
+class PPOConfig(RunConfig):
+    algo: Literal["ppo", "grpo"] = "ppo"
+    policy: str = ""
+    """The checkpoint RL starts from (the DPO model), or a run directory (its newest checkpoint)."""
+    reward_model: str | None = None
+    """The reward-model checkpoint: seeds the value model (`value_init: reward_model`) and scores the RM term."""
+    value_init: Literal["reward_model", "policy", "fresh"] = "reward_model"
+    """Where the value model's weights come from (PPO only): the RM (the recipe), the policy's body, or
+    the policy's body with a freshly initialised head."""
+    data: PromptDataConfig = field(default_factory=PromptDataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    loss: PPOLossConfig = field(default_factory=PPOLossConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-7, warmup_ratio=0.0))
+    train: PPOTrainConfig = field(default_factory=PPOTrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.algo == "grpo" and self.rollout.samples_per_prompt < 2:
+            raise ValueError("algo grpo needs rollout.samples_per_prompt ≥ 2 (the group size)")
+        if self.reward.rm_multiplier and not self.reward_model:
+            raise ValueError("reward.rm_multiplier is set but reward_model is empty")
+        if self.algo == "ppo" and self.value_init == "reward_model" and not self.reward_model:
+            raise ValueError(
+                "value_init is reward_model but reward_model is empty; set it, or value_init: policy"
+            )

@@ -1,0 +1,118 @@
+"""The PPO / GRPO loop end to end on a tiny model (transformers engine): it learns from the verifier
+rewards it logs, GRPO runs through the same loop, and a killed run resumes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlvr.algos.ppo.config import PPOConfig
+from rlvr.algos.ppo.trainer import PPOTrainer, train
+from rlvr.config import from_dict, merge
+from rlvr.tracking import read_metrics
+
+
+def ppo_cfg(
+    tmp_path: Path, suite: Path, base_checkpoint: Path, updates: dict[str, Any] | None = None
+) -> PPOConfig:
+    base = {
+        "name": "ppo",
+        "runs_root": str(tmp_path / "runs"),
+        "policy": str(base_checkpoint),
+        "value_init": "policy",
+        "log": {"wandb": False, "progress": False, "every": 1000},
+        "data": {"train": [str(suite / "rlvr_test.jsonl")], "test": [str(suite / "rlvr_test.jsonl")],
+                 "max_prompt_tokens": 96},
+        "rollout": {"backend": "hf", "prompts_per_step": 4, "samples_per_prompt": 2, "max_response_tokens": 12,
+                    "max_total_tokens": 128, "temperature": 1.0},
+        "loss": {"epochs": 2, "minibatches": 2},
+        "optim": {"lr": 1e-4},
+        "train": {"total_episodes": 32, "micro_batch_size": 3, "attention": "eager", "save_every": 2,
+                  "eval_every": 2, "eval_max_tokens": 8},
+    }  # fmt: skip
+    return from_dict(PPOConfig, merge(base, updates or {}))
+
+
+def test_ppo_logs_every_metric_and_saves_policy_and_value(
+    tmp_path: Path, suite: Path, base_checkpoint: Path
+) -> None:
+    cfg = ppo_cfg(tmp_path, suite, base_checkpoint)
+    final = train(cfg)
+    metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    for key in ("reward", "correct_rate", "kl", "entropy", "policy_loss", "value_loss", "clipfrac", "vf_clipfrac",
+                "approx_kl", "ratio_mean", "stop_rate", "response_length", "logprob_gap_mean",
+                "gen_tokens_per_s", "train_tokens_per_s", "grad_norm/policy", "grad_norm/value"):  # fmt: skip
+        assert all(key in m for m in metrics), key
+    assert metrics[0]["kl"] == 0.0  # the policy starts as the reference
+    assert metrics[-1]["kl"] != 0.0  # ... and has moved away from it
+    assert metrics[0]["logprob_gap_max"] < 1e-4  # the transformers engine samples from the policy itself
+    assert "eval/accuracy" in metrics[1] and "eval/accuracy" in metrics[3]
+    assert metrics[-1]["episodes"] == 32
+    assert (final / "policy" / "model.safetensors").is_file() and (
+        final / "value" / "model.safetensors"
+    ).is_file()
+    saved = (cfg.run_dir / "config.yaml").read_text()
+    assert "estimator: k1" in saved and "placement: reward" in saved
+
+
+def test_grpo_is_the_same_loop_without_a_value_model(
+    tmp_path: Path, suite: Path, base_checkpoint: Path
+) -> None:
+    cfg = ppo_cfg(tmp_path, suite, base_checkpoint,
+                  {"algo": "grpo", "kl": {"estimator": "k3", "placement": "loss", "beta": 0.1}})  # fmt: skip
+    trainer = PPOTrainer(cfg)
+    assert trainer.value is None and len(trainer.optimizers) == 1
+    final = trainer.fit()
+    metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
+    assert all("kl_loss" in m and "value_loss" not in m for m in metrics)
+    assert not (final / "value").exists()
+    with pytest.raises(ValueError, match="group size"):
+        ppo_cfg(tmp_path, suite, base_checkpoint, {"algo": "grpo", "rollout": {"samples_per_prompt": 1}})
+
+
+def test_killed_run_resumes_exactly(tmp_path: Path, suite: Path, base_checkpoint: Path, monkeypatch) -> None:
+    straight = ppo_cfg(tmp_path, suite, base_checkpoint, {"name": "straight"})
+    train(straight)
+    interrupted = ppo_cfg(tmp_path, suite, base_checkpoint, {"name": "interrupted"})
+    real_step = PPOTrainer.train_step
+
+    def dies_at_step_3(self: PPOTrainer) -> dict[str, float]:
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(PPOTrainer, "train_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted)
+    monkeypatch.setattr(PPOTrainer, "train_step", real_step)
+    final = train(interrupted)
+    expected = read_metrics(straight.run_dir / "metrics.jsonl")
+    resumed = read_metrics(interrupted.run_dir / "metrics.jsonl")
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    for key in ("reward", "policy_loss", "value_loss", "kl", "response_length", "eval/accuracy"):
+        want = {m["step"]: m[key] for m in expected if key in m}
+        assert {m["step"]: m[key] for m in resumed if key in m} == pytest.approx(want, rel=1e-5), key
+    for part in ("policy", "value"):
+        got = load_file(str(final / part / "model.safetensors"))
+        want = load_file(str(straight.run_dir / "checkpoints" / final.name / part / "model.safetensors"))
+        for name, tensor in want.items():
+            torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_long_prompts_are_counted_and_unknown_verifiers_stop_the_run(
+    tmp_path: Path, suite: Path, base_checkpoint: Path
+) -> None:
+    trainer_cfg = ppo_cfg(tmp_path, suite, base_checkpoint, {"data": {"max_prompt_tokens": 30}})
+    trainer = PPOTrainer(trainer_cfg)
+    assert trainer.too_long > 0 and all(len(p.ids) <= 30 for p in trainer.prompts)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}], "ground_truth": "1", "dataset": "no_such"}\n'
+    )
+    with pytest.raises(Exception, match="no_such"):
+        PPOTrainer(ppo_cfg(tmp_path, suite, base_checkpoint, {"data": {"train": [str(bad)]}}))
