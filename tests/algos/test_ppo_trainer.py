@@ -116,3 +116,23 @@ def test_long_prompts_are_counted_and_unknown_verifiers_stop_the_run(
     )
     with pytest.raises(Exception, match="no_such"):
         PPOTrainer(ppo_cfg(tmp_path, suite, base_checkpoint, {"data": {"train": [str(bad)]}}))
+
+
+def test_grpo_single_pass_reuses_the_update_forward_as_old_logprobs(
+    tmp_path: Path, suite: Path, base_checkpoint: Path
+) -> None:
+    """One epoch, one minibatch, KL in the loss: skipping the separate old-policy forward changes nothing."""
+    updates = {"algo": "grpo", "kl": {"estimator": "k3", "placement": "loss"},
+               "loss": {"epochs": 1, "minibatches": 1}, "data": {"test": []}}  # fmt: skip
+    runs = []
+    for name, reuse in (("reuse", True), ("separate", False)):
+        trainer = PPOTrainer(ppo_cfg(tmp_path, suite, base_checkpoint, {"name": name, **updates}))
+        assert trainer.old_from_update
+        trainer.old_from_update = reuse
+        metrics = []
+        for step in range(2):
+            trainer.step = step
+            metrics.append(trainer.train_step())
+        runs.append(metrics)
+    for key in ("policy_loss", "kl", "kl_loss", "logprob_gap_mean", "ratio_mean", "reward"):
+        assert [m[key] for m in runs[0]] == pytest.approx([m[key] for m in runs[1]], rel=1e-5, abs=1e-7), key

@@ -137,6 +137,11 @@ class PPOTrainer:
         self.step = 0
         self.too_long = too_long
         self._order: tuple[int, np.ndarray] | None = None
+        # One pass over the batch with the KL in the loss (GRPO's default): the update's own first
+        # forward runs on the weights that sampled, so its detached log-probs are the old ones —
+        # a separate no-grad policy forward would compute the same numbers again.
+        loss = cfg.loss
+        self.old_from_update = loss.epochs == 1 and loss.minibatches == 1 and cfg.kl.placement == "loss"
 
         torch.manual_seed(cfg.seed)
         self.policy = load_causal_lm(cfg.policy, cfg.train.attention).to(self.device).train()
@@ -241,6 +246,8 @@ class PPOTrainer:
             "episodes": (self.step + 1) * self.episodes_per_step,
             "stop_rate": float(torch.tensor([s.finished for s in samples], dtype=torch.float).mean()),
             "response_length": float(lengths.mean()),
+            "kl": float((kl_per_token(old["logprobs"], old["ref_logprobs"], self.cfg.kl.estimator)
+                         * batch.response_mask).sum(1).mean()),
             "logprob_gap_mean": float(masked_mean((old["logprobs"] - batch.engine_logprobs).abs(), batch.response_mask)),
             "logprob_gap_max": float(((old["logprobs"] - batch.engine_logprobs).abs() * batch.response_mask).max()),
             "gen_tokens_per_s": response_tokens / max(generated - started, 1e-9),
@@ -348,26 +355,30 @@ class PPOTrainer:
 
     @torch.no_grad()
     def forward_batch(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Log-probs (policy, reference) and values with the weights that sampled, micro-batched."""
+        """Log-probs (policy, reference) and values with the weights that sampled, micro-batched.
+        With `old_from_update` the policy's log-probs are left as zeros for the update to fill in."""
         parts: dict[str, list[torch.Tensor]] = defaultdict(list)
         for index in self._micro_batches(torch.arange(len(batch.scores))):
             micro = batch.select(index)
-            parts["logprobs"].append(self._policy_forward(self.policy, micro)[0].cpu())
+            if not self.old_from_update:
+                parts["logprobs"].append(self._policy_forward(self.policy, micro)[0].cpu())
             parts["ref_logprobs"].append(self._policy_forward(self.reference, micro)[0].cpu())
             if self.value is not None:
                 parts["values"].append(self._values(micro).cpu())
-        return {key: torch.cat(values) * batch.response_mask for key, values in parts.items()}
+        old = {key: torch.cat(values) * batch.response_mask for key, values in parts.items()}
+        old.setdefault("logprobs", torch.zeros_like(batch.response_mask))
+        return old
 
     def advantages(
         self, batch: Batch, old: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
         """Per-token advantages (and PPO's returns) with the KL where `kl.placement` puts it."""
         cfg, mask = self.cfg, batch.response_mask
-        kl = kl_per_token(old["logprobs"], old["ref_logprobs"], cfg.kl.estimator) * mask
-        metrics = {"kl": float(kl.sum(1).mean())}
+        metrics: dict[str, float] = {}
         if cfg.algo == "grpo":
             per_sample = group_advantages(batch.scores, cfg.rollout.samples_per_prompt)
             return per_sample.unsqueeze(1) * mask, None, metrics
+        kl = kl_per_token(old["logprobs"], old["ref_logprobs"], cfg.kl.estimator) * mask
         beta = cfg.kl.beta if cfg.kl.placement == "reward" else 0.0
         rewards = token_rewards(batch.scores, kl, mask, beta)
         advantages, returns = gae_advantages(rewards, old["values"], mask, cfg.loss.gamma, cfg.loss.lam)
@@ -409,6 +420,8 @@ class PPOTrainer:
             micro, mask = batch.select(index), batch.response_mask[index].to(self.device)
             share = float(mask.sum()) / tokens  # micro-batch losses are token means: weight by tokens
             logprobs, logits = self._policy_forward(self.policy, micro)
+            if self.old_from_update:
+                old["logprobs"][index] = logprobs.detach().cpu() * mask.cpu()
             pg, stats = policy_loss(logprobs, old["logprobs"][index].to(self.device),
                                     advantages[index].to(self.device), mask, cfg.loss.clip)  # fmt: skip
             loss = pg
