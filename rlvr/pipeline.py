@@ -202,8 +202,7 @@ def _post_train(ctx: Context, stage: str, init_from: Path, train_file: str, eval
     cfg = load_config(config_cls, stage_file.config, [*extra, *stage_file.overrides])
     result = run_stage(trainer_cls, cfg)
     figures = {k: v for k, v in result.evaluation.items() if k != "step"}
-    return {"checkpoint": str(result.checkpoint.relative_to(ctx.run_dir)), "steps": result.evaluation["step"],
-            **figures}
+    return {"checkpoint": str(result.checkpoint.relative_to(ctx.run_dir)), "steps": result.steps, **figures}
 
 
 def run_sft(ctx: Context) -> dict[str, Any]:

@@ -166,6 +166,7 @@ class StageConfig(RunConfig):
 @dataclass
 class StageResult:
     checkpoint: Path
+    steps: int
     evaluation: dict[str, Any]
     """The final held-out figures (`eval.json`)."""
 
@@ -407,7 +408,7 @@ class PostTrainer(Generic[ExampleT]):
         evaluation = self._final_evaluation()
         if self.logger is not None:
             self.logger.close()
-        return StageResult(last_saved, evaluation)
+        return StageResult(last_saved, self.step, evaluation)
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over one global batch; returns its metrics."""
