@@ -10,12 +10,14 @@ count in whole billions (so tiny runs read `tokens0B`; the exact count is in tra
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from huggingface_hub import save_torch_state_dict
 from safetensors.torch import load_file
@@ -157,3 +159,19 @@ def soup(inputs: Sequence[str | Path], out: str | Path) -> Path:
             shutil.copy2(paths[0] / name, out / name)
     (out / "soup.json").write_text(json.dumps({"inputs": [str(p) for p in paths]}, indent=2) + "\n")
     return out
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a training step draws from, for a checkpoint to restore exactly."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

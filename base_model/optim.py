@@ -5,16 +5,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from base_model.config import OptimConfig, ScheduleConfig
+from base_model.config import ScheduleConfig
 from base_model.data import IGNORE_INDEX
 
 
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
+class AdamWSettings(Protocol):
+    """What the optimizer reads: the pretrainer's `OptimConfig` and the post-training stages' both fit."""
+
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    decay_embeddings: bool
+    decay_norms: bool
+
+
+def param_groups(model: nn.Module, cfg: AdamWSettings) -> list[dict[str, Any]]:
     """Two groups: decayed and not. Embeddings are never decayed (OLMo 2); norm gains and biases
     follow `cfg.decay_norms`."""
     decay, no_decay = [], []
@@ -35,7 +46,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: AdamWSettings) -> torch.optim.AdamW:
     params = next(model.parameters())
     # The fused kernel is one pass over all parameters (CPU since torch 2.4, and CUDA).
     fused = params.device.type in ("cpu", "cuda")

@@ -12,7 +12,6 @@ counters, RNG).
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import sys
 import time
@@ -20,7 +19,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -31,7 +29,9 @@ from base_model.checkpoint import (
     list_checkpoints,
     read_config,
     read_state_dict,
+    rng_state,
     save_model,
+    set_rng_state,
 )
 from base_model.config import PretrainConfig
 from base_model.data import ChunkSource, EvalChunks, MixtureSampler, check_tokenizer, expand_paths
@@ -48,7 +48,7 @@ from base_model.model import build_model, describe, flops_per_token, hf_config
 from base_model.optim import build_optimizer, heldout_sums, lm_loss, lr_at
 from base_model.perf import autocast_dtype, measure_matmul_peak
 from base_model.tokenizer import fingerprint, load_tokenizer
-from rlvr.tracking import MetricsLogger, prepare_run_dir, progress
+from rlvr.tracking import MetricsLogger, prepare_run_dir, progress, truncate_metrics
 
 # config.json keys that must agree between a checkpoint and the configured model.
 SHAPE_KEYS = (
@@ -116,7 +116,7 @@ class Trainer:
         if self.dist.is_main:
             prepare_run_dir(cfg)
             if resume_from is not None:
-                _truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
+                truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
             self.logger = MetricsLogger(cfg.run_dir, cfg, resume=resume_from is not None)
 
     # ------------------------------------------------------------------ set-up
@@ -297,7 +297,7 @@ class Trainer:
             save_model(self.engine.module, self.tokenizer, tmp)
         barrier(d)
         self.engine.save_state(tmp, d)
-        torch.save(_rng_state(), tmp / f"rng_rank{d.rank}.pt")
+        torch.save(rng_state(), tmp / f"rng_rank{d.rank}.pt")
         barrier(d)
         if d.is_main:
             state = {
@@ -339,7 +339,7 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         rng_file = path / f"rng_rank{self.dist.rank}.pt"
         if rng_file.is_file():
-            _set_rng_state(
+            set_rng_state(
                 torch.load(rng_file, weights_only=False)
             )  # our own file: numpy state is not a tensor
 
@@ -395,30 +395,3 @@ def pretrain(cfg: PretrainConfig) -> Path:
     finally:
         if trainer.dist.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records past the resumed step, so the metrics file reads as one uninterrupted run."""
-    if not path.is_file():
-        return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
-    path.write_text("".join(line + "\n" for line in kept))

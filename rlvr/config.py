@@ -55,7 +55,9 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override '{arg}' sets a field inside '{part}', which is also set to a value")
+                raise ConfigError(
+                    f"override '{arg}' sets a field inside '{part}', which is also set to a value"
+                )
             node = child
         node[parts[-1]] = _Override(value)
         i += 1
@@ -111,7 +113,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config", pre
     except TypeError as err:
         missing = [n for n, f in fields.items() if n not in kwargs and _is_required(f)]
         if missing:
-            raise ConfigError(f"{source}: missing required key(s) {', '.join(prefix + m for m in missing)}") from err
+            raise ConfigError(
+                f"{source}: missing required key(s) {', '.join(prefix + m for m in missing)}"
+            ) from err
         raise
     except ValueError as err:
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: {err}") from err
@@ -164,14 +168,20 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
 
     def bad(expected: str | None = None) -> ConfigError:
         if typed is not None:
-            return ConfigError(f"--{key}={typed}: key '{key}' expects {expected or _type_name(tp)}, got {typed}")
+            return ConfigError(
+                f"--{key}={typed}: key '{key}' expects {expected or _type_name(tp)}, got {typed}"
+            )
         got = f"{value!r} ({type(value).__name__})"
         return ConfigError(f"{source}: key '{key}' expects {expected or _type_name(tp)}, got {got}")
 
     if tp is Any:
         return yaml.safe_load(value) if isinstance(value, _Override) else value
     if origin in (Union, types.UnionType):
-        if isinstance(value, _Override) and value.strip().lower() in ("null", "none", "~") and type(None) in args:
+        if (
+            isinstance(value, _Override)
+            and value.strip().lower() in ("null", "none", "~")
+            and type(None) in args
+        ):
             return None
         if value is None and type(None) in args:
             return None
@@ -233,7 +243,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise bad(f"{len(args)} items ({_type_name(tp)})")
-            return tuple(_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args, strict=True)))
+            return tuple(
+                _coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
         item_tp = args[0] if args else Any
         items = [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

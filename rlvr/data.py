@@ -91,7 +91,9 @@ def _label_problems(row: dict[str, Any]) -> list[str]:
         if not dataset or not all(isinstance(d, str) and d for d in dataset):
             return ["'dataset' must be a verifier name or a non-empty list of names"]
         if not isinstance(truth, list) or len(truth) != len(dataset):
-            return [f"'dataset' lists {len(dataset)} verifiers, so 'ground_truth' must be a list of as many labels"]
+            return [
+                f"'dataset' lists {len(dataset)} verifiers, so 'ground_truth' must be a list of as many labels"
+            ]
         weights = row.get("weights")
         if weights is not None and (
             not isinstance(weights, list)
@@ -157,7 +159,9 @@ def _numbered_rows(source: str, split: str) -> Iterable[tuple[int, Any]]:
     if path.exists():
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json"):
-            if suffix == ".json" and path.read_text(encoding="utf-8", errors="replace").lstrip().startswith("["):
+            if suffix == ".json" and path.read_text(encoding="utf-8", errors="replace").lstrip().startswith(
+                "["
+            ):
                 data = json.loads(path.read_text(encoding="utf-8"))
                 return enumerate(data, start=1)
             return read_jsonl(path)

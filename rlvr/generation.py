@@ -60,9 +60,11 @@ def generate(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {
-        "do_sample": False
-    }
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        if temperature > 0
+        else {"do_sample": False}
+    )
     generator_state = torch.random.fork_rng(devices=[]) if temperature > 0 else nullcontext()
     results: list[Completion | None] = [None] * len(prompts)
     with generator_state:

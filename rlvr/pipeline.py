@@ -54,8 +54,19 @@ class PipelineConfig(RunConfig):
     dpo: StageFile = field(default_factory=lambda: StageFile("configs/dpo/tiny.yaml"))
     rm: StageFile = field(default_factory=lambda: StageFile("configs/rm/tiny.yaml"))
     stages: list[str] = field(
-        default_factory=lambda: ["data", "tokenizer", "tokens", "pretrain", "anneal", "soup",
-                                 "sft", "dpo", "rm", "ppo", "eval"]
+        default_factory=lambda: [
+            "data",
+            "tokenizer",
+            "tokens",
+            "pretrain",
+            "anneal",
+            "soup",
+            "sft",
+            "dpo",
+            "rm",
+            "ppo",
+            "eval",
+        ]
     )
 
     def __post_init__(self) -> None:
@@ -94,10 +105,17 @@ def run_tokens(ctx: Context) -> dict[str, Any]:
     from base_model.data import prepare_memmaps
 
     tokens, tokenizer = ctx.path("tokens"), ctx.path("tokenizer")
-    files = prepare_memmaps([str(ctx.path("data", "pretrain.jsonl"))], tokenizer, tokens,
-                            val_fraction=ctx.cfg.heldout_fraction, seed=ctx.cfg.seed)
+    files = prepare_memmaps(
+        [str(ctx.path("data", "pretrain.jsonl"))],
+        tokenizer,
+        tokens,
+        val_fraction=ctx.cfg.heldout_fraction,
+        seed=ctx.cfg.seed,
+    )
     # The anneal mix adds the SFT chats as plain text (no held-out share: they are training data).
-    files.update(prepare_memmaps([str(ctx.path("data", "sft_train.jsonl"))], tokenizer, tokens, seed=ctx.cfg.seed))
+    files.update(
+        prepare_memmaps([str(ctx.path("data", "sft_train.jsonl"))], tokenizer, tokens, seed=ctx.cfg.seed)
+    )
     return {"dir": "tokens", "tokens": {name: record["tokens"] for name, record in files.items()}}
 
 
@@ -137,8 +155,12 @@ def run_pretrain(ctx: Context) -> dict[str, Any]:
 def run_anneal(ctx: Context) -> dict[str, Any]:
     start = ctx.path(ctx.done["pretrain"]["checkpoint"])
     ingredients = [
-        _pretrain_run(ctx, ctx.cfg.anneal, f"anneal-{i}",
-                      [f"--init_from={start}", f"--ingredient={i}", f"--seed={ctx.cfg.seed + i}"])
+        _pretrain_run(
+            ctx,
+            ctx.cfg.anneal,
+            f"anneal-{i}",
+            [f"--init_from={start}", f"--ingredient={i}", f"--seed={ctx.cfg.seed + i}"],
+        )
         for i in range(1, ctx.cfg.anneal_ingredients + 1)
     ]
     return {"ingredients": ingredients}
@@ -159,7 +181,9 @@ def run_soup(ctx: Context) -> dict[str, Any]:
     return {"checkpoint": "base", "heldout_loss": loss, **_evaluate_base(ctx, base)}
 
 
-def _stage_args(ctx: Context, name: str, init_from: Path, train_file: str, eval_files: Sequence[str]) -> list[str]:
+def _stage_args(
+    ctx: Context, name: str, init_from: Path, train_file: str, eval_files: Sequence[str]
+) -> list[str]:
     """Overrides pointing a post-training stage's paths into the pipeline's run directory."""
     data = ctx.path("data")
     return [
@@ -187,7 +211,9 @@ def _evaluate_base(ctx: Context, base: Path) -> dict[str, Any]:
     return evaluate_policy(model, load_chat_tokenizer(str(base)), cfg.eval, cfg.data.max_length, autocast)
 
 
-def _post_train(ctx: Context, stage: str, init_from: Path, train_file: str, eval_files: Sequence[str]) -> dict[str, Any]:
+def _post_train(
+    ctx: Context, stage: str, init_from: Path, train_file: str, eval_files: Sequence[str]
+) -> dict[str, Any]:
     """One `rlvr sft|dpo|rm` run inside the pipeline's run directory; its checkpoint and held-out figures."""
     from rlvr.algos import dpo, reward_model, sft
     from rlvr.algos.common import run_stage
@@ -206,17 +232,21 @@ def _post_train(ctx: Context, stage: str, init_from: Path, train_file: str, eval
 
 
 def run_sft(ctx: Context) -> dict[str, Any]:
-    return _post_train(ctx, "sft", ctx.path(ctx.done["soup"]["checkpoint"]), "sft_train.jsonl",
-                       ["rlvr_test", "prefs_test"])
+    return _post_train(
+        ctx, "sft", ctx.path(ctx.done["soup"]["checkpoint"]), "sft_train.jsonl", ["rlvr_test", "prefs_test"]
+    )
 
 
 def run_dpo(ctx: Context) -> dict[str, Any]:
-    return _post_train(ctx, "dpo", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl",
-                       ["rlvr_test", "prefs_test"])
+    return _post_train(
+        ctx, "dpo", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl", ["rlvr_test", "prefs_test"]
+    )
 
 
 def run_rm(ctx: Context) -> dict[str, Any]:
-    return _post_train(ctx, "rm", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl", ["prefs_test"])
+    return _post_train(
+        ctx, "rm", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl", ["prefs_test"]
+    )
 
 
 STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
@@ -250,8 +280,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
             print(f"pipeline: {stage}: done earlier, skipped", file=sys.stderr)
             continue
         if stage in PLANNED:
-            print(f"pipeline: {stage}: not built yet (issue #{PLANNED[stage]}); stopping after "
-                  f"{', '.join(done) or 'nothing'}", file=sys.stderr)
+            print(
+                f"pipeline: {stage}: not built yet (issue #{PLANNED[stage]}); stopping after "
+                f"{', '.join(done) or 'nothing'}",
+                file=sys.stderr,
+            )
             break
         print(f"pipeline: {stage}: running", file=sys.stderr)
         started = time.time()
@@ -264,7 +297,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="rlvr pipeline", description="Run the recipe's stages from one config.")
+    parser = argparse.ArgumentParser(
+        prog="rlvr pipeline", description="Run the recipe's stages from one config."
+    )
     parser.add_argument("--config", required=True, help="e.g. configs/pipeline/tiny.yaml")
     args, overrides = parser.parse_known_args(argv)
     cfg = load_config(PipelineConfig, args.config, overrides)

@@ -139,6 +139,22 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True) -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True
+) -> Iterator[T]:
     """A progress bar on stderr (tqdm), off when `enabled` is False."""
-    return iter(tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, file=sys.stderr))
+    return iter(
+        tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+    )
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop records past the resumed step, so the metrics file reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    path.write_text("".join(line + "\n" for line in kept))

@@ -16,8 +16,12 @@ CHATS = [
 
 def jinja_render(messages, add_generation_prompt):
     template = jinja2.Environment().from_string(CHAT_TEMPLATE)
-    return template.render(messages=messages, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN,
-                           add_generation_prompt=add_generation_prompt)
+    return template.render(
+        messages=messages,
+        bos_token=EOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        add_generation_prompt=add_generation_prompt,
+    )
 
 
 def test_the_documented_format():

@@ -9,7 +9,9 @@ STAGES = ["data", "pretrain", "sft", "dpo", "rm", "ppo", "eval", "verify", "pipe
 
 
 def test_help_lists_every_stage_one_line_each():
-    out = subprocess.run([sys.executable, "-m", "rlvr.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "rlvr.cli", "--help"], capture_output=True, text=True, check=True
+    )
     for name in STAGES:
         lines = [line for line in out.stdout.splitlines() if line.strip().startswith(name + " ")]
         assert len(lines) == 1, name

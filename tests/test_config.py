@@ -43,8 +43,9 @@ def test_yaml_then_overrides(tmp_path):
 
 
 def test_override_types(tmp_path):
-    cfg = load_config(ToyConfig, None, ["--data=[x, y]", "--optim.betas=[0.8, 0.99]", "--use_lora=true",
-                                        "--init_from=null"])
+    cfg = load_config(
+        ToyConfig, None, ["--data=[x, y]", "--optim.betas=[0.8, 0.99]", "--use_lora=true", "--init_from=null"]
+    )
     assert cfg.data == ["x", "y"]
     assert cfg.optim.betas == (0.8, 0.99)
     assert cfg.use_lora is True

@@ -14,7 +14,12 @@ def test_valid_rows_of_each_kind():
     assert row_problems({"messages": [USER, ANSWER]}, "sft") == []
     assert row_problems({"chosen": [USER, ANSWER], "rejected": [USER, WRONG]}, "prefs") == []
     assert row_problems({"text": "hello"}, "text") == []
-    multi = {"messages": [USER], "ground_truth": ["5", "{}"], "dataset": ["gsm8k", "ifeval"], "weights": [1, 0.5]}
+    multi = {
+        "messages": [USER],
+        "ground_truth": ["5", "{}"],
+        "dataset": ["gsm8k", "ifeval"],
+        "weights": [1, 0.5],
+    }
     assert row_problems(multi, "rlvr") == []
 
 
@@ -23,10 +28,21 @@ def test_valid_rows_of_each_kind():
     [
         ({"messages": [USER], "ground_truth": "5"}, "rlvr", "missing 'dataset'"),
         ({"messages": [USER], "dataset": "gsm8k"}, "rlvr", "missing 'ground_truth'"),
-        ({"messages": [USER, ANSWER], "ground_truth": "5", "dataset": "gsm8k"}, "rlvr", "must end with a user"),
-        ({"messages": [USER], "ground_truth": ["5"], "dataset": ["gsm8k", "math"]}, "rlvr", "list of as many"),
-        ({"messages": [USER], "ground_truth": ["5", "6"], "dataset": ["gsm8k", "math"], "weights": [1]}, "rlvr",
-         "'weights' must be a list of 2"),
+        (
+            {"messages": [USER, ANSWER], "ground_truth": "5", "dataset": "gsm8k"},
+            "rlvr",
+            "must end with a user",
+        ),
+        (
+            {"messages": [USER], "ground_truth": ["5"], "dataset": ["gsm8k", "math"]},
+            "rlvr",
+            "list of as many",
+        ),
+        (
+            {"messages": [USER], "ground_truth": ["5", "6"], "dataset": ["gsm8k", "math"], "weights": [1]},
+            "rlvr",
+            "'weights' must be a list of 2",
+        ),
         ({"messages": []}, "sft", "non-empty list"),
         ({"messages": [USER]}, "sft", "must end with a assistant"),
         ({"messages": [{"role": "bot", "content": "x"}, ANSWER]}, "sft", "messages[0].role is 'bot'"),
@@ -49,7 +65,9 @@ def write_lines(path, lines):
 
 def test_bad_rows_reported_by_line_number(tmp_path):
     good = json.dumps({"messages": [USER, ANSWER]})
-    path = write_lines(tmp_path / "sft.jsonl", [good, "{not json", good, "", json.dumps({"messages": [USER]}), good])
+    path = write_lines(
+        tmp_path / "sft.jsonl", [good, "{not json", good, "", json.dumps({"messages": [USER]}), good]
+    )
     with pytest.raises(DataError) as err:
         load_rows(path, "sft")
     text = str(err.value)

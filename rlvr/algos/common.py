@@ -41,7 +41,9 @@ from base_model.checkpoint import (
     checkpoint_name,
     list_checkpoints,
     read_state_dict,
+    rng_state,
     save_model,
+    set_rng_state,
 )
 from base_model.config import ScheduleConfig
 from base_model.distributed import (
@@ -56,9 +58,6 @@ from base_model.distributed import (
 from base_model.optim import build_optimizer, lr_at
 from base_model.perf import autocast_dtype
 from base_model.tokenizer import load_tokenizer
-
-# The pretrainer's resume helpers (RNG capture, metrics cut back to the resumed step) serve as they are.
-from base_model.trainer import _rng_state, _set_rng_state, _truncate_metrics
 from rlvr.algos.encoding import (
     IGNORE_INDEX,
     EncodedPair,
@@ -71,7 +70,14 @@ from rlvr.algos.encoding import (
 from rlvr.algos.lora import LoraConfig, load_adapter, save_lora_checkpoint, wrap_lora
 from rlvr.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
 from rlvr.data import Kind, load_rows
-from rlvr.tracking import MetricsLogger, RunConfig, format_metrics, prepare_run_dir, progress
+from rlvr.tracking import (
+    MetricsLogger,
+    RunConfig,
+    format_metrics,
+    prepare_run_dir,
+    progress,
+    truncate_metrics,
+)
 
 ExampleT = TypeVar("ExampleT")
 
@@ -194,7 +200,9 @@ def resolve_checkpoint(path: str) -> str:
         return path
     found = list_checkpoints(local / "checkpoints")
     if not found:
-        raise CheckpointError(f"{path} is neither a checkpoint (no config.json) nor a run with complete checkpoints")
+        raise CheckpointError(
+            f"{path} is neither a checkpoint (no config.json) nor a run with complete checkpoints"
+        )
     return str(found[-1])
 
 
@@ -209,8 +217,10 @@ def load_chat_tokenizer(path: str) -> Any:
 
     tokenizer = load_tokenizer(path) if Path(path).is_dir() else AutoTokenizer.from_pretrained(path)
     if tokenizer.eos_token != EOS_TOKEN:
-        raise ValueError(f"the tokenizer of {path} ends sequences with {tokenizer.eos_token!r}; rlvr's chat "
-                         f"template needs {EOS_TOKEN!r}")
+        raise ValueError(
+            f"the tokenizer of {path} ends sequences with {tokenizer.eos_token!r}; rlvr's chat "
+            f"template needs {EOS_TOKEN!r}"
+        )
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError(f"the tokenizer of {path} needs a pad token distinct from EOS (e.g. {PAD_TOKEN!r})")
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -224,7 +234,9 @@ def load_causal_lm(path: str, attention: str = "sdpa") -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attention)
 
 
-def load_training_rows(cfg: DataConfig, kind: Kind, check: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
+def load_training_rows(
+    cfg: DataConfig, kind: Kind, check: Any = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every valid row of `cfg.train`, and a summary per source of what validation left out (with
     `on_bad_row: error`, a bad row raises instead, listing every bad row)."""
     if not cfg.train:
@@ -300,9 +312,11 @@ class PostTrainer(Generic[ExampleT]):
         self.logger: MetricsLogger | None = None
         if self.dist.is_main:
             prepare_run_dir(cfg)
-            (cfg.run_dir / "data_report.json").write_text(json.dumps(self.data_report.as_dict(), indent=2) + "\n")
+            (cfg.run_dir / "data_report.json").write_text(
+                json.dumps(self.data_report.as_dict(), indent=2) + "\n"
+            )
             if self.resumed_from is not None:
-                _truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
+                truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
             self.logger = MetricsLogger(cfg.run_dir, cfg, resume=self.resumed_from is not None)
 
     # ------------------------------------------------------------------ hooks
@@ -358,11 +372,12 @@ class PostTrainer(Generic[ExampleT]):
     def _build_engine(self, model: torch.nn.Module) -> Engine:
         t, optim = self.cfg.train, self.cfg.optim
         # base_model's AdamW groups (no decay on embeddings) read the same fields from this config.
-        optimizer = build_optimizer(model, optim)  # type: ignore[arg-type]
+        optimizer = build_optimizer(model, optim)
         if t.deepspeed is None:
             return TorchEngine(model, optimizer, optim.grad_clip, self.dist)
-        return DeepSpeedEngine(model, optimizer, t.deepspeed, t.micro_batch_size, self.accumulation,
-                               optim.grad_clip, self.dist)
+        return DeepSpeedEngine(
+            model, optimizer, t.deepspeed, t.micro_batch_size, self.accumulation, optim.grad_clip, self.dist
+        )
 
     # ------------------------------------------------------------------ data order
 
@@ -395,8 +410,12 @@ class PostTrainer(Generic[ExampleT]):
         if self.cfg.eval.at_start and self.step == 0:
             self._log_evaluation(0, prefix="eval_start")
         last_saved = self.resumed_from if self.step == self.max_steps else None
-        steps = progress(range(self.step, self.max_steps), total=self.max_steps - self.step, desc=self.stage,
-                         enabled=self.cfg.log.progress and self.dist.is_main)
+        steps = progress(
+            range(self.step, self.max_steps),
+            total=self.max_steps - self.step,
+            desc=self.stage,
+            enabled=self.cfg.log.progress and self.dist.is_main,
+        )
         for _ in steps:
             metrics = self.train_step()
             self.step += 1
@@ -416,7 +435,9 @@ class PostTrainer(Generic[ExampleT]):
         d = self.dist
         batch = self.global_batch(self.step)
         micro_batches = self.local_micro_batches(batch)
-        units = float(all_reduce_sum(torch.tensor(self.loss_units([e for micro in micro_batches for e in micro])), d))
+        units = float(
+            all_reduce_sum(torch.tensor(self.loss_units([e for micro in micro_batches for e in micro])), d)
+        )
         scale = d.world / max(units, 1e-12)  # DDP/DeepSpeed average over processes; see distributed.py
         sums: dict[str, float] = {}
         for i, micro in enumerate(micro_batches):
@@ -470,8 +491,11 @@ class PostTrainer(Generic[ExampleT]):
             barrier(self.dist)
             return {}
         flat = {f"{prefix}/{key}": value for key, value in _flatten(figures).items()}
-        print(f"{self.stage} held-out ({'start' if prefix == 'eval_start' else 'final'}, step {step}): "
-              f"{format_metrics(_flatten(figures))}", file=sys.stderr)
+        print(
+            f"{self.stage} held-out ({'start' if prefix == 'eval_start' else 'final'}, step {step}): "
+            f"{format_metrics(_flatten(figures))}",
+            file=sys.stderr,
+        )
         assert self.logger is not None
         self.logger.log(step, flat, echo=False)
         record = {"step": step, **figures}
@@ -496,7 +520,7 @@ class PostTrainer(Generic[ExampleT]):
                 save_model(self.engine.module, self.tokenizer, tmp)
         barrier(d)
         self.engine.save_state(tmp, d)
-        torch.save(_rng_state(), tmp / f"rng_rank{d.rank}.pt")
+        torch.save(rng_state(), tmp / f"rng_rank{d.rank}.pt")
         barrier(d)
         if d.is_main:
             state = {
@@ -508,7 +532,9 @@ class PostTrainer(Generic[ExampleT]):
                 "batch_size": self.cfg.train.batch_size,
                 "world": d.world,
             }
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")  # written last: marks completion
+            (tmp / STATE_FILE).write_text(
+                json.dumps(state, indent=2) + "\n"
+            )  # written last: marks completion
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
         barrier(d)
@@ -525,15 +551,20 @@ class PostTrainer(Generic[ExampleT]):
                     "the data order. Restore the setting, or start a new run (--name)."
                 )
         if state["max_steps"] != self.max_steps and self.dist.is_main:
-            print(f"warning: {path} was part of a {state['max_steps']}-step run, this one has {self.max_steps} "
-                  "steps: the learning-rate schedule continues on the new length", file=sys.stderr)
+            print(
+                f"warning: {path} was part of a {state['max_steps']}-step run, this one has {self.max_steps} "
+                "steps: the learning-rate schedule continues on the new length",
+                file=sys.stderr,
+            )
         if self.cfg.train.deepspeed is not None and state["world"] != self.dist.world:
-            raise CheckpointError(f"{path} holds DeepSpeed state for {state['world']} processes, not {self.dist.world}")
+            raise CheckpointError(
+                f"{path} holds DeepSpeed state for {state['world']} processes, not {self.dist.world}"
+            )
         self.engine.load_state(path)
         self.step, self.tokens = state["step"], state["tokens"]
         rng_file = path / f"rng_rank{self.dist.rank}.pt"
         if rng_file.is_file():
-            _set_rng_state(torch.load(rng_file, weights_only=False))  # our own file: numpy state is no tensor
+            set_rng_state(torch.load(rng_file, weights_only=False))  # our own file: numpy state is no tensor
 
     # ------------------------------------------------------------------ reporting
 
@@ -542,7 +573,11 @@ class PostTrainer(Generic[ExampleT]):
             return
         cfg, t = self.cfg, self.cfg.train
         print_report(self.data_report)
-        where = f"resuming from {self.resumed_from} (step {self.step})" if self.resumed_from else f"from {cfg.init_from}"
+        where = (
+            f"resuming from {self.resumed_from} (step {self.step})"
+            if self.resumed_from
+            else f"from {cfg.init_from}"
+        )
         lines = [
             f"{self.stage}: {len(self.examples):,} examples, {self.steps_per_epoch:,} steps per epoch, "
             f"{self.max_steps:,} steps (warmup {self.schedule.warmup_steps})",
@@ -575,7 +610,9 @@ def run_stage(trainer_cls: type[PostTrainer[Any]], cfg: StageConfig) -> StageRes
             dist.destroy_process_group()
 
 
-def stage_main(argv: Sequence[str], config_cls: type[StageConfig], trainer_cls: type[PostTrainer[Any]]) -> int:
+def stage_main(
+    argv: Sequence[str], config_cls: type[StageConfig], trainer_cls: type[PostTrainer[Any]]
+) -> int:
     """`rlvr <stage> --config FILE [--key.sub=value ...]`: train, print the final checkpoint and figures."""
     import argparse
 

@@ -67,8 +67,11 @@ class PreferenceLoss:
 
 
 def dpo_loss(
-    policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-    ref_rejected: torch.Tensor, beta: float,
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
 ) -> PreferenceLoss:
     """Sigmoid DPO on the log-probs given (sums for `dpo`, per-token averages for `dpo_norm`)."""
     chosen = beta * (policy_chosen - ref_chosen)
@@ -77,8 +80,11 @@ def dpo_loss(
 
 
 def ipo_loss(
-    policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-    ref_rejected: torch.Tensor, beta: float,
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
 ) -> PreferenceLoss:
     """IPO: the log-ratio difference regressed onto 1/(2β)."""
     chosen, rejected = policy_chosen - ref_chosen, policy_rejected - ref_rejected
@@ -96,11 +102,15 @@ def simpo_loss(
 
 
 def preference_loss(
-    loss_type: LossType, policy: torch.Tensor, reference: torch.Tensor | None, beta: float,
+    loss_type: LossType,
+    policy: torch.Tensor,
+    reference: torch.Tensor | None,
+    beta: float,
     gamma_beta_ratio: float = 0.3,
 ) -> PreferenceLoss:
     """Dispatch on `loss_type`. `policy` and `reference` are `(pairs, 4)`: chosen and rejected summed
     log-probs, then chosen and rejected token counts (`evaluation.pair_logps` rows)."""
+
     def average(logps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return logps[:, 0] / logps[:, 2].clamp(min=1), logps[:, 1] / logps[:, 3].clamp(min=1)
 
@@ -163,11 +173,21 @@ class DPOTrainer(PostTrainer[EncodedPair]):
         mine = self.examples[d.rank :: d.world]
         model.to(d.device).eval()
         batch = self.cfg.dpo.reference_batch_size
-        chunks = progress(range(0, len(mine), batch), total=-(-len(mine) // batch), desc="reference log-probs",
-                          enabled=self.cfg.log.progress and d.is_main)
+        chunks = progress(
+            range(0, len(mine), batch),
+            total=-(-len(mine) // batch),
+            desc="reference log-probs",
+            enabled=self.cfg.log.progress and d.is_main,
+        )
         rows = [
-            pair_logps(lambda ids: model(input_ids=ids, use_cache=False).logits, mine[start : start + batch],
-                       self.tokenizer.pad_token_id, batch, d.device, self.autocast)
+            pair_logps(
+                lambda ids: model(input_ids=ids, use_cache=False).logits,
+                mine[start : start + batch],
+                self.tokenizer.pad_token_id,
+                batch,
+                d.device,
+                self.autocast,
+            )
             for start in chunks
         ]
         model.train()
@@ -177,7 +197,9 @@ class DPOTrainer(PostTrainer[EncodedPair]):
         if d.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"fingerprint": fingerprint, "logps": logps}, path)
-            print(f"dpo: reference log-probs of {len(self.examples):,} pairs cached in {path}", file=sys.stderr)
+            print(
+                f"dpo: reference log-probs of {len(self.examples):,} pairs cached in {path}", file=sys.stderr
+            )
         return logps
 
     def micro_loss(self, examples: Sequence[EncodedPair]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -211,8 +233,14 @@ class DPOTrainer(PostTrainer[EncodedPair]):
         }
 
     def evaluate(self) -> dict[str, Any]:
-        return evaluate_policy(self.engine.module, self.tokenizer, self.cfg.eval, self.cfg.data.max_length,
-                               self.autocast, out_dir=self.cfg.run_dir)
+        return evaluate_policy(
+            self.engine.module,
+            self.tokenizer,
+            self.cfg.eval,
+            self.cfg.data.max_length,
+            self.autocast,
+            out_dir=self.cfg.run_dir,
+        )
 
 
 def main(argv: Sequence[str]) -> int:

@@ -83,8 +83,14 @@ class EncodeReport:
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "kept": self.kept, "truncated": self.truncated,
-                "skipped": len(self.skipped), "skipped_rows": self.skipped, "invalid": self.invalid}
+        return {
+            "source": self.source,
+            "kept": self.kept,
+            "truncated": self.truncated,
+            "skipped": len(self.skipped),
+            "skipped_rows": self.skipped,
+            "invalid": self.invalid,
+        }
 
 
 def assistant_spans(
@@ -136,12 +142,12 @@ def encode_chats(
 ) -> list[EncodedChat]:
     """Tokenize rendered chats in one batched call and label their assistant tokens."""
     rendered = [assistant_spans(messages, last_turn_only) for messages in chats]
-    batch = tokenizer(
-        [text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True
-    )
+    batch = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
     return [
         EncodedChat(list(ids), build_labels(ids, offsets, spans))
-        for ids, offsets, (_, spans) in zip(batch["input_ids"], batch["offset_mapping"], rendered, strict=True)
+        for ids, offsets, (_, spans) in zip(
+            batch["input_ids"], batch["offset_mapping"], rendered, strict=True
+        )
     ]
 
 

@@ -40,7 +40,11 @@ def pair_batch(pairs: Sequence[EncodedPair], pad_id: int) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def pair_logps(
-    forward: Forward, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int, device: torch.device,
+    forward: Forward,
+    pairs: Sequence[EncodedPair],
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
     autocast: torch.dtype | None,
 ) -> torch.Tensor:
     """`(len(pairs), 4)` float64: chosen sum, rejected sum, chosen tokens, rejected tokens."""
@@ -68,24 +72,44 @@ def preference_accuracy(logps: torch.Tensor) -> dict[str, float]:
 
 
 def verifiable_accuracy(
-    model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], max_new_tokens: int, batch_size: int,
-    workers: int, autocast: torch.dtype | None,
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[dict[str, Any]],
+    max_new_tokens: int,
+    batch_size: int,
+    workers: int,
+    autocast: torch.dtype | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Greedy generations for `rows` scored by their verifiers: `(figures, one record per row)`."""
     from rlvr.rewards import score_batch
 
-    completions = generate(model, tokenizer, [chat_prompt(row["messages"]) for row in rows], max_new_tokens,
-                           temperature=0.0, batch_size=batch_size, autocast=autocast)
-    results = score_batch([{**row, "prediction": c.text} for row, c in zip(rows, completions, strict=True)],
-                          workers=workers)
+    completions = generate(
+        model,
+        tokenizer,
+        [chat_prompt(row["messages"]) for row in rows],
+        max_new_tokens,
+        temperature=0.0,
+        batch_size=batch_size,
+        autocast=autocast,
+    )
+    results = score_batch(
+        [{**row, "prediction": c.text} for row, c in zip(rows, completions, strict=True)], workers=workers
+    )
     by_verifier: dict[str, list[float]] = {}
     records = []
     for row, completion, result in zip(rows, completions, results, strict=True):
         name = row["dataset"] if isinstance(row["dataset"], str) else "+".join(row["dataset"])
         by_verifier.setdefault(name, []).append(result.score)
-        records.append({"prompt": row["messages"][-1]["content"], "response": completion.text,
-                        "finished": completion.finished, "dataset": name, "score": result.score,
-                        "timed_out": result.timed_out})
+        records.append(
+            {
+                "prompt": row["messages"][-1]["content"],
+                "response": completion.text,
+                "finished": completion.finished,
+                "dataset": name,
+                "score": result.score,
+                "timed_out": result.timed_out,
+            }
+        )
     scores = [r["score"] for r in records]
     figures = {
         "accuracy": sum(scores) / len(scores),
@@ -98,7 +122,11 @@ def verifiable_accuracy(
 
 
 def evaluate_policy(
-    model: Any, tokenizer: Any, cfg: EvalConfig, max_length: int, autocast: torch.dtype | None,
+    model: Any,
+    tokenizer: Any,
+    cfg: EvalConfig,
+    max_length: int,
+    autocast: torch.dtype | None,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Both held-out figures for a causal LM (whichever test files `cfg` names); generations go to
@@ -107,15 +135,21 @@ def evaluate_policy(
     device = next(model.parameters()).device
     if cfg.rlvr_test:
         rows = load_rows(cfg.rlvr_test, "rlvr", limit=cfg.max_prompts)
-        verifiable, records = verifiable_accuracy(model, tokenizer, rows, cfg.max_new_tokens, cfg.batch_size,
-                                                  cfg.workers, autocast)
+        verifiable, records = verifiable_accuracy(
+            model, tokenizer, rows, cfg.max_new_tokens, cfg.batch_size, cfg.workers, autocast
+        )
         figures.update(verifiable)
         if out_dir is not None:
             with (out_dir / "eval_generations.jsonl").open("w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
     if cfg.prefs_test:
-        pairs, report = encode_pairs(tokenizer, load_rows(cfg.prefs_test, "prefs", limit=cfg.max_prompts),
-                                     max_length, "truncate", cfg.prefs_test)
+        pairs, report = encode_pairs(
+            tokenizer,
+            load_rows(cfg.prefs_test, "prefs", limit=cfg.max_prompts),
+            max_length,
+            "truncate",
+            cfg.prefs_test,
+        )
         was_training = model.training
         model.eval()
 

@@ -71,7 +71,9 @@ def save_lora_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    model.get_base_model().save_pretrained(str(path), state_dict=merged_state_dict(model), safe_serialization=True)
+    model.get_base_model().save_pretrained(
+        str(path), state_dict=merged_state_dict(model), safe_serialization=True
+    )
     tokenizer.save_pretrained(str(path))
     model.save_pretrained(str(path / ADAPTER_DIR))
 
@@ -83,7 +85,9 @@ def load_adapter(model: Any, path: Path) -> None:
 
     file = path / ADAPTER_DIR / "adapter_model.safetensors"
     if not file.is_file():
-        raise FileNotFoundError(f"{path} has no LoRA adapter ({file} missing); was it trained with lora.enabled?")
+        raise FileNotFoundError(
+            f"{path} has no LoRA adapter ({file} missing); was it trained with lora.enabled?"
+        )
     result = set_peft_model_state_dict(model, load_file(str(file)))
     if result.unexpected_keys:
         raise ValueError(f"{file} does not fit this model: unexpected {result.unexpected_keys[:5]}")

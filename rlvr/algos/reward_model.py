@@ -77,8 +77,11 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
         hf_logging.set_verbosity_error()  # "score.weight newly initialised" is the point, not a warning
         try:
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                self.cfg.init_from, num_labels=1, dtype=torch.float32,
-                attn_implementation=self.cfg.train.attention, output_loading_info=True,
+                self.cfg.init_from,
+                num_labels=1,
+                dtype=torch.float32,
+                attn_implementation=self.cfg.train.attention,
+                output_loading_info=True,
             )
         finally:
             hf_logging.set_verbosity(verbosity)
@@ -100,7 +103,9 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
             "rejected": float(rejected.detach().sum()),
         }
 
-    def _rewards(self, examples: Sequence[EncodedPair], forward: Forward) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rewards(
+        self, examples: Sequence[EncodedPair], forward: Forward
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Chosen and rejected rewards: one forward over both sides, pooled at each last non-pad token."""
         ids, _ = pair_batch(examples, self.tokenizer.pad_token_id)
         rewards = forward(ids.to(self.dist.device)).squeeze(-1).float()
@@ -121,8 +126,13 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
         e = self.cfg.eval
         if not e.prefs_test:
             return {}
-        pairs, report = encode_pairs(self.tokenizer, load_rows(e.prefs_test, "prefs", limit=e.max_prompts),
-                                     self.cfg.data.max_length, "truncate", e.prefs_test)
+        pairs, report = encode_pairs(
+            self.tokenizer,
+            load_rows(e.prefs_test, "prefs", limit=e.max_prompts),
+            self.cfg.data.max_length,
+            "truncate",
+            e.prefs_test,
+        )
         module = self.engine.module  # unwrapped: only the main process evaluates
 
         def forward(ids: torch.Tensor) -> torch.Tensor:
@@ -135,7 +145,11 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
                 rewards.append(torch.stack(self._rewards(pairs[start : start + e.batch_size], forward)).cpu())
         module.train()
         chosen, rejected = torch.cat(rewards, dim=1)
-        return {**pairwise_figures(chosen, rejected), "pairs": len(pairs), "pairs_skipped": len(report.skipped)}
+        return {
+            **pairwise_figures(chosen, rejected),
+            "pairs": len(pairs),
+            "pairs_skipped": len(report.skipped),
+        }
 
 
 def main(argv: Sequence[str]) -> int:

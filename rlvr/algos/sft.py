@@ -85,7 +85,9 @@ class SFTTrainer(PostTrainer[EncodedChat]):
     def load_examples(self) -> tuple[list[EncodedChat], EncodeReport]:
         data = self.cfg.data
         rows, invalid = load_training_rows(data, "sft")
-        examples, report = encode_sft(self.tokenizer, rows, data.max_length, data.overlong, ", ".join(data.train))
+        examples, report = encode_sft(
+            self.tokenizer, rows, data.max_length, data.overlong, ", ".join(data.train)
+        )
         report.invalid = invalid
         if self.cfg.sft.packing:
             # Pack a shuffled stream, so the chats sharing a sequence are unrelated.
@@ -119,8 +121,14 @@ class SFTTrainer(PostTrainer[EncodedChat]):
         }
 
     def evaluate(self) -> dict[str, Any]:
-        return evaluate_policy(self.engine.module, self.tokenizer, self.cfg.eval, self.cfg.data.max_length,
-                               self.autocast, out_dir=self.cfg.run_dir)
+        return evaluate_policy(
+            self.engine.module,
+            self.tokenizer,
+            self.cfg.eval,
+            self.cfg.data.max_length,
+            self.autocast,
+            out_dir=self.cfg.run_dir,
+        )
 
 
 def main(argv: Sequence[str]) -> int:

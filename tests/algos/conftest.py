@@ -32,8 +32,11 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def base_checkpoint(suite: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly initialised tiny model with the suite's tokenizer, saved like the pipeline's base model."""
     tokenizer_dir = tmp_path_factory.mktemp("tokenizer")
-    train_tokenizer(iter_texts([str(suite / "pretrain.jsonl"), str(suite / "sft_train.jsonl")]), tokenizer_dir,
-                    vocab_size=TINY["vocab_size"])
+    train_tokenizer(
+        iter_texts([str(suite / "pretrain.jsonl"), str(suite / "sft_train.jsonl")]),
+        tokenizer_dir,
+        vocab_size=TINY["vocab_size"],
+    )
     tokenizer = load_tokenizer(tokenizer_dir)
     model = build_model(ModelConfig(**TINY), tokenizer.eos_token_id, tokenizer.pad_token_id, seed=0)
     out = tmp_path_factory.mktemp("base")
@@ -54,8 +57,14 @@ def stage_cfg(tmp_path: Path, suite: Path, base_checkpoint: Path) -> Callable[..
             "log": {"wandb": False, "progress": False, "every": 1000},
             "data": {"train": [str(suite / train_file)], "max_length": 192},
             "optim": {"lr": 1e-3, "warmup_ratio": 0.25},
-            "train": {"epochs": 1, "batch_size": 8, "micro_batch_size": 4, "precision": "fp32",
-                      "attention": "eager", "save_every": 3},
+            "train": {
+                "epochs": 1,
+                "batch_size": 8,
+                "micro_batch_size": 4,
+                "precision": "fp32",
+                "attention": "eager",
+                "save_every": 3,
+            },
         }
         return from_dict(cls, merge(base, updates or {}))
 

@@ -9,9 +9,17 @@ import pytest
 
 from rlvr.cli import main
 
-FAST = ["--train.max_steps=1", "--train.batch_size=4", "--train.micro_batch_size=4", "--train.precision=fp32",
-        "--data.max_length=192", "--eval.max_prompts=4", "--eval.max_new_tokens=4", "--log.wandb=false",
-        "--log.progress=false"]
+FAST = [
+    "--train.max_steps=1",
+    "--train.batch_size=4",
+    "--train.micro_batch_size=4",
+    "--train.precision=fp32",
+    "--data.max_length=192",
+    "--eval.max_prompts=4",
+    "--eval.max_new_tokens=4",
+    "--log.wandb=false",
+    "--log.progress=false",
+]
 
 
 @pytest.mark.parametrize("stage", ["sft", "dpo", "rm"])
@@ -19,8 +27,12 @@ def test_stage_command_trains_and_prints_held_out_figures(
     stage: str, tmp_path: Path, suite: Path, base_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     train = "sft_train.jsonl" if stage == "sft" else "prefs_train.jsonl"
-    paths = [f"--runs_root={tmp_path}", f"--init_from={base_checkpoint}", f"--data.train=[{suite / train}]",
-             f"--eval.prefs_test={suite / 'prefs_test.jsonl'}"]
+    paths = [
+        f"--runs_root={tmp_path}",
+        f"--init_from={base_checkpoint}",
+        f"--data.train=[{suite / train}]",
+        f"--eval.prefs_test={suite / 'prefs_test.jsonl'}",
+    ]
     if stage != "rm":
         paths.append(f"--eval.rlvr_test={suite / 'rlvr_test.jsonl'}")
     assert main([stage, "--config", f"configs/{stage}/tiny.yaml", *paths, *FAST]) == 0

@@ -31,20 +31,27 @@ def torchrun(cfg: Any, tmp_path: Path, *overrides: str) -> None:
 @pytest.mark.slow
 def test_two_processes_match_one(stage_cfg: Callable[..., Any], tmp_path: Path) -> None:
     # A constant LR, so "2 steps, then resume to 4" is the same schedule as "4 steps".
-    updates = {"optim": {"schedule": "constant", "warmup_ratio": 0.0},
-               "train": {"max_steps": 4, "batch_size": 8, "micro_batch_size": 2, "save_every": 2}}
+    updates = {
+        "optim": {"schedule": "constant", "warmup_ratio": 0.0},
+        "train": {"max_steps": 4, "batch_size": 8, "micro_batch_size": 2, "save_every": 2},
+    }
     single = stage_cfg(SFTConfig, {"name": "single", **updates})
     run_stage(SFTTrainer, single)
     expected = read_metrics(single.run_dir / "metrics.jsonl")
 
     ddp = stage_cfg(SFTConfig, {"name": "ddp", **updates})
     torchrun(ddp, tmp_path)
-    zero2 = stage_cfg(SFTConfig, {"name": "zero2", **updates, "train": {**updates["train"], "deepspeed": str(ZERO2)}})
+    zero2 = stage_cfg(
+        SFTConfig, {"name": "zero2", **updates, "train": {**updates["train"], "deepspeed": str(ZERO2)}}
+    )
     torchrun(zero2, tmp_path, "--train.max_steps=2")
     torchrun(zero2, tmp_path)  # resumes from step 2
     for cfg in (ddp, zero2):
         records = read_metrics(cfg.run_dir / "metrics.jsonl")
         assert [r["step"] for r in records] == [1, 2, 3, 4], cfg.name
         for key in ("loss", "grad_norm"):
-            assert [r[key] for r in records] == pytest.approx([r[key] for r in expected], rel=1e-4), (cfg.name, key)
+            assert [r[key] for r in records] == pytest.approx([r[key] for r in expected], rel=1e-4), (
+                cfg.name,
+                key,
+            )
     assert (zero2.run_dir / "checkpoints" / "step4-tokens0B" / "model.safetensors").is_file()

@@ -44,11 +44,20 @@ def test_labels_mark_tokens_starting_inside_a_span() -> None:
 
 
 def test_truncation_policy_by_hand() -> None:
-    chat = EncodedChat([1, 2, 3, 4, 5, 6, 7, 8], [X, X, X, 4, 5, X, X, 8])  # prompt, answer, user turn, answer
+    chat = EncodedChat(
+        [1, 2, 3, 4, 5, 6, 7, 8], [X, X, X, 4, 5, X, X, 8]
+    )  # prompt, answer, user turn, answer
     assert truncate(chat, 8, "truncate") == (chat, "")
     cut, note = truncate(chat, 4, "truncate")  # inside the first answer
-    assert note == "truncated" and cut is not None and cut.input_ids == [1, 2, 3, 4] and cut.labels == [X, X, X, 4]
-    cut, note = truncate(chat, 7, "truncate")  # the limit falls in the second user turn: back to the first answer's end
+    assert (
+        note == "truncated"
+        and cut is not None
+        and cut.input_ids == [1, 2, 3, 4]
+        and cut.labels == [X, X, X, 4]
+    )
+    cut, note = truncate(
+        chat, 7, "truncate"
+    )  # the limit falls in the second user turn: back to the first answer's end
     assert cut is not None and cut.input_ids == [1, 2, 3, 4, 5] and cut.labels[-1] == 5
     assert truncate(chat, 3, "truncate") == (None, "prompt longer than max_length 3")
     assert truncate(chat, 7, "skip") == (None, "longer than max_length 7")
@@ -83,17 +92,26 @@ def test_pairs_train_on_the_last_turn_and_skip_pairs_equal_within_the_limit(base
     tokenizer = load_tokenizer(base_checkpoint)
     prompt = CHAT[:1]
     rows = [
-        {"chosen": [*prompt, {"role": "assistant", "content": "5"}], "rejected": [*prompt, {"role": "assistant", "content": "6"}]},
-        {"chosen": [*prompt, {"role": "assistant", "content": "same start then A"}],
-         "rejected": [*prompt, {"role": "assistant", "content": "same start then B"}]},
+        {
+            "chosen": [*prompt, {"role": "assistant", "content": "5"}],
+            "rejected": [*prompt, {"role": "assistant", "content": "6"}],
+        },
+        {
+            "chosen": [*prompt, {"role": "assistant", "content": "same start then A"}],
+            "rejected": [*prompt, {"role": "assistant", "content": "same start then B"}],
+        },
     ]
     pairs, report = encode_pairs(tokenizer, rows, 512, "truncate", "test")
     assert [p.index for p in pairs] == [0, 1]
-    chosen = [t for t, label in zip(pairs[0].chosen.input_ids, pairs[0].chosen.labels, strict=True) if label != X]
+    chosen = [
+        t for t, label in zip(pairs[0].chosen.input_ids, pairs[0].chosen.labels, strict=True) if label != X
+    ]
     assert tokenizer.decode(chosen) == f"5{EOS_TOKEN}"
     prompt_len = pairs[1].chosen.labels.index(next(label for label in pairs[1].chosen.labels if label != X))
     pairs, report = encode_pairs(tokenizer, rows, prompt_len + 2, "truncate", "test")
-    assert len(pairs) == 1 and report.skipped == [(2, f"chosen and rejected identical within max_length {prompt_len + 2}")]
+    assert len(pairs) == 1 and report.skipped == [
+        (2, f"chosen and rejected identical within max_length {prompt_len + 2}")
+    ]
 
 
 def test_pack_keeps_whole_examples_in_order() -> None:
@@ -115,26 +133,42 @@ def _write(path: Path, rows: list[object]) -> str:
     return str(path)
 
 
-def test_bad_preference_rows_are_an_error_or_a_counted_skip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = {"chosen": [*CHAT[:1], {"role": "assistant", "content": "5"}],
-            "rejected": [*CHAT[:1], {"role": "assistant", "content": "6"}]}
+def test_bad_preference_rows_are_an_error_or_a_counted_skip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = {
+        "chosen": [*CHAT[:1], {"role": "assistant", "content": "5"}],
+        "rejected": [*CHAT[:1], {"role": "assistant", "content": "6"}],
+    }
     rows = [
         good,
         {"chosen": good["chosen"], "rejected": good["chosen"]},  # identical
-        {"chosen": [*CHAT[:1], {"role": "assistant", "content": "  "}], "rejected": good["rejected"]},  # empty turn
+        {
+            "chosen": [*CHAT[:1], {"role": "assistant", "content": "  "}],
+            "rejected": good["rejected"],
+        },  # empty turn
         {"chosen": good["chosen"]},  # wrong schema
         "{not json",
-        {"chosen": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "5"}],
-         "rejected": good["rejected"]},  # different prompts
+        {
+            "chosen": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "5"}],
+            "rejected": good["rejected"],
+        },  # different prompts
     ]
     path = _write(tmp_path / "prefs.jsonl", rows)
     with pytest.raises(DataError) as err:
         load_training_rows(DataConfig(train=[path]), "prefs", check=same_prompt_problems)
     message = str(err.value)
-    for line, reason in ((2, "identical"), (3, "content is empty"), (4, "'rejected' must be"), (5, "not valid JSON"),
-                         (6, "different prompts")):
+    for line, reason in (
+        (2, "identical"),
+        (3, "content is empty"),
+        (4, "'rejected' must be"),
+        (5, "not valid JSON"),
+        (6, "different prompts"),
+    ):
         assert f"line {line}: " in message and reason in message
-    kept, summaries = load_training_rows(DataConfig(train=[path], on_bad_row="skip"), "prefs", check=same_prompt_problems)
+    kept, summaries = load_training_rows(
+        DataConfig(train=[path], on_bad_row="skip"), "prefs", check=same_prompt_problems
+    )
     assert kept == [good]
     assert "5 skipped" in summaries[0]
     assert "5 skipped" in capsys.readouterr().err

@@ -12,7 +12,9 @@ from rlvr.chat import EOS_TOKEN
 from rlvr.generation import Completion, _completion, chat_prompt, generate
 
 PROMPTS = [
-    chat_prompt([{"role": "user", "content": "Tom has 3 pens. He gets 4 more. How many pens does Tom have now?"}]),
+    chat_prompt(
+        [{"role": "user", "content": "Tom has 3 pens. He gets 4 more. How many pens does Tom have now?"}]
+    ),
     chat_prompt([{"role": "user", "content": "Hi"}]),
     chat_prompt([{"role": "user", "content": "Write a short note about the fox. Do not use any commas."}]),
 ]
@@ -34,8 +36,9 @@ def test_sampling_is_seeded_and_leaves_the_global_rng_alone(base_checkpoint: Pat
     state = torch.get_rng_state()
     first = generate(model, tokenizer, PROMPTS, max_new_tokens=8, temperature=1.0, seed=3)
     assert torch.equal(torch.get_rng_state(), state)
-    assert [c.token_ids for c in generate(model, tokenizer, PROMPTS, max_new_tokens=8, temperature=1.0, seed=3)] == [
-        c.token_ids for c in first]
+    assert [
+        c.token_ids for c in generate(model, tokenizer, PROMPTS, max_new_tokens=8, temperature=1.0, seed=3)
+    ] == [c.token_ids for c in first]
 
 
 def test_completion_stops_at_eos(base_checkpoint: Path) -> None:

@@ -27,10 +27,12 @@ def log_sigmoid(x: float) -> float:
 
 
 # Two sequences over a 3-token vocabulary. Position t's distribution predicts label t+1.
-LOGITS = logits_for([
-    [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [1 / 3, 1 / 3, 1 / 3]],
-    [[0.5, 0.25, 0.25], [0.25, 0.25, 0.5], [1 / 3, 1 / 3, 1 / 3]],
-])
+LOGITS = logits_for(
+    [
+        [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [1 / 3, 1 / 3, 1 / 3]],
+        [[0.5, 0.25, 0.25], [0.25, 0.25, 0.5], [1 / 3, 1 / 3, 1 / 3]],
+    ]
+)
 # Sequence 1 trains on its last two tokens (ids 0 then 1): p = 0.5, then 0.5.
 # Sequence 2 trains on its second token only (id 2): p = 0.25; its last position is padding.
 LABELS = torch.tensor([[X, 0, 1], [X, 2, X]])
@@ -73,7 +75,9 @@ def test_dpo_norm_uses_average_logps() -> None:
     policy = t(-4.0, -9.0, 4.0, 3.0).reshape(1, 4)  # averages -1, -3
     reference = t(-8.0, -6.0, 4.0, 3.0).reshape(1, 4)  # averages -2, -2
     out = preference_loss("dpo_norm", policy, reference, beta=5.0)
-    assert out.chosen_rewards.item() == pytest.approx(5.0) and out.rejected_rewards.item() == pytest.approx(-5.0)
+    assert out.chosen_rewards.item() == pytest.approx(5.0) and out.rejected_rewards.item() == pytest.approx(
+        -5.0
+    )
     assert out.losses.item() == pytest.approx(-log_sigmoid(10.0))
     summed = preference_loss("dpo", policy, reference, beta=0.1)  # sums: (−4+8) − (−9+6) = 7
     assert summed.losses.item() == pytest.approx(-log_sigmoid(0.7))
@@ -93,8 +97,9 @@ def test_simpo_is_reference_free_with_a_margin() -> None:
     out = simpo_loss(t(-1.0), t(-2.0), beta=2.0, gamma_beta_ratio=0.25)
     assert out.losses.item() == pytest.approx(-log_sigmoid(1.5))
     policy = t(-2.0, -6.0, 2.0, 3.0).reshape(1, 4)
-    assert preference_loss("simpo", policy, None, beta=2.0, gamma_beta_ratio=0.25).losses.item() == pytest.approx(
-        -log_sigmoid(1.5))
+    assert preference_loss(
+        "simpo", policy, None, beta=2.0, gamma_beta_ratio=0.25
+    ).losses.item() == pytest.approx(-log_sigmoid(1.5))
     with pytest.raises(ValueError, match="needs reference"):
         preference_loss("dpo_norm", policy, None, beta=2.0)
 
@@ -105,21 +110,31 @@ def test_preference_losses_have_gradients_towards_the_chosen_answer() -> None:
     for loss_type in ("dpo_norm", "dpo", "ipo", "simpo"):
         policy.grad = None
         preference_loss(loss_type, policy, reference, beta=1.0).losses.sum().backward()
-        assert policy.grad[0, 0] < 0 < policy.grad[0, 1], loss_type  # descending raises chosen, lowers rejected
+        assert policy.grad[0, 0] < 0 < policy.grad[0, 1], (
+            loss_type
+        )  # descending raises chosen, lowers rejected
 
 
 def test_bradley_terry_by_hand() -> None:
     losses = bradley_terry_loss(t(2.0, 0.0, 1.0), t(1.0, 0.0, 3.0))
     torch.testing.assert_close(losses, t(-log_sigmoid(1.0), LN2, -log_sigmoid(-2.0)))
     assert pairwise_figures(t(2.0, 0.0, 1.0), t(1.0, 0.0, 3.0)) == pytest.approx(
-        {"pairwise_accuracy": 1 / 3, "margin": (1.0 + 0.0 - 2.0) / 3})
+        {"pairwise_accuracy": 1 / 3, "margin": (1.0 + 0.0 - 2.0) / 3}
+    )
 
 
 def test_score_head_init_std() -> None:
     from transformers import Olmo2Config, Olmo2ForSequenceClassification
 
-    config = Olmo2Config(vocab_size=64, hidden_size=255, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=1, num_labels=1, pad_token_id=1)
+    config = Olmo2Config(
+        vocab_size=64,
+        hidden_size=255,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_labels=1,
+        pad_token_id=1,
+    )
     model = Olmo2ForSequenceClassification(config)
     model.score = torch.nn.Linear(255, 4000, bias=False)  # many rows: a tight estimate of the std
     init_score_head(model, seed=0)

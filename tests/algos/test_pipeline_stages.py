@@ -11,22 +11,36 @@ import yaml
 from rlvr.config import from_dict
 from rlvr.pipeline import Context, PipelineConfig, _evaluate_base, run_pipeline
 
-SMALL = ["--train.max_steps=2", "--train.batch_size=8", "--train.micro_batch_size=4", "--train.precision=fp32",
-         "--data.max_length=192", "--eval.max_new_tokens=8", "--log.progress=false"]
+SMALL = [
+    "--train.max_steps=2",
+    "--train.batch_size=8",
+    "--train.micro_batch_size=4",
+    "--train.precision=fp32",
+    "--data.max_length=192",
+    "--eval.max_new_tokens=8",
+    "--log.progress=false",
+]
 
 
 def pipeline_cfg(tmp_path: Path) -> PipelineConfig:
     stage = {"overrides": SMALL}
-    return from_dict(PipelineConfig, {
-        "name": "p", "runs_root": str(tmp_path), "log": {"wandb": False},
-        "sft": {"config": "configs/sft/tiny.yaml", **stage},
-        "dpo": {"config": "configs/dpo/tiny.yaml", **stage},
-        "rm": {"config": "configs/rm/tiny.yaml", **stage},
-        "stages": ["soup", "sft", "dpo", "rm"],
-    })
+    return from_dict(
+        PipelineConfig,
+        {
+            "name": "p",
+            "runs_root": str(tmp_path),
+            "log": {"wandb": False},
+            "sft": {"config": "configs/sft/tiny.yaml", **stage},
+            "dpo": {"config": "configs/dpo/tiny.yaml", **stage},
+            "rm": {"config": "configs/rm/tiny.yaml", **stage},
+            "stages": ["soup", "sft", "dpo", "rm"],
+        },
+    )
 
 
-def test_post_training_stages_record_checkpoints_and_figures(tmp_path: Path, suite: Path, base_checkpoint: Path) -> None:
+def test_post_training_stages_record_checkpoints_and_figures(
+    tmp_path: Path, suite: Path, base_checkpoint: Path
+) -> None:
     cfg = pipeline_cfg(tmp_path)
     run_dir = cfg.run_dir
     shutil.copytree(suite, run_dir / "data")
@@ -49,7 +63,9 @@ def test_post_training_stages_record_checkpoints_and_figures(tmp_path: Path, sui
         assert stage_cfg["data"]["train"] == [str(run_dir / "data" / "prefs_train.jsonl")]
 
 
-def test_base_model_is_measured_like_the_sft_model(tmp_path: Path, suite: Path, base_checkpoint: Path) -> None:
+def test_base_model_is_measured_like_the_sft_model(
+    tmp_path: Path, suite: Path, base_checkpoint: Path
+) -> None:
     cfg = pipeline_cfg(tmp_path)
     shutil.copytree(suite, cfg.run_dir / "data")
     figures = _evaluate_base(Context(cfg, cfg.run_dir, {}), base_checkpoint)

@@ -48,6 +48,7 @@ def test_ppo_logs_every_metric_and_saves_policy_and_value(
                 "approx_kl", "ratio_mean", "stop_rate", "response_length", "logprob_gap_mean",
                 "gen_tokens_per_s", "train_tokens_per_s", "grad_norm/policy", "grad_norm/value"):  # fmt: skip
         assert all(key in m for m in metrics), key
+    assert all(m["ratio_min"] <= m["ratio_mean"] <= m["ratio_max"] for m in metrics)
     assert metrics[0]["kl"] == 0.0  # the policy starts as the reference
     assert metrics[-1]["kl"] != 0.0  # ... and has moved away from it
     assert metrics[0]["logprob_gap_max"] < 1e-4  # the transformers engine samples from the policy itself

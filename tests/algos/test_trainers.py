@@ -31,7 +31,9 @@ def curve(cfg: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_killed_run_resumes_with_the_same_curve(stage: str, stage_cfg: StageCfg, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_run_resumes_with_the_same_curve(
+    stage: str, stage_cfg: StageCfg, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Kill after the step-3 checkpoint, at step 5; the restarted run must match an uninterrupted one."""
     config_cls, trainer_cls, keys = STAGES[stage]
     updates = {"train": {"max_steps": 7, "save_every": 3}}
@@ -86,7 +88,8 @@ def test_sft_checkpoint_is_a_chat_model_the_next_stage_loads(stage_cfg: StageCfg
     tokenizer = AutoTokenizer.from_pretrained(str(result.checkpoint))
     messages = [{"role": "user", "content": "Hi"}]
     assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == render_chat(
-        messages, add_generation_prompt=True)
+        messages, add_generation_prompt=True
+    )
     assert type(model).__name__ == "Olmo2ForCausalLM"
     assert (cfg.run_dir / "config.yaml").is_file() and (cfg.run_dir / "data_report.json").is_file()
     assert {"loss", "token_loss", "lr", "grad_norm", "tokens_per_s", "epoch"} <= curve(cfg)[-1].keys()
@@ -98,13 +101,17 @@ def test_sft_checkpoint_is_a_chat_model_the_next_stage_loads(stage_cfg: StageCfg
 def test_sft_reductions_differ_and_packing_fills_sequences(stage_cfg: StageCfg) -> None:
     losses = {}
     for reduction in ("sum", "mean"):
-        cfg = stage_cfg(SFTConfig, {"name": reduction, "sft": {"reduction": reduction}, "train": {"max_steps": 1}})
+        cfg = stage_cfg(
+            SFTConfig, {"name": reduction, "sft": {"reduction": reduction}, "train": {"max_steps": 1}}
+        )
         run_stage(SFTTrainer, cfg)
         record = curve(cfg)[0]
         losses[reduction] = record
     # same batch, same token loss; the summed reduction is the mean times the label tokens per sequence
     assert losses["sum"]["token_loss"] == pytest.approx(losses["mean"]["token_loss"], rel=1e-6)
-    assert losses["sum"]["loss"] == pytest.approx(losses["mean"]["loss"] * losses["mean"]["label_tokens"] / 8, rel=1e-6)
+    assert losses["sum"]["loss"] == pytest.approx(
+        losses["mean"]["loss"] * losses["mean"]["label_tokens"] / 8, rel=1e-6
+    )
     packed = SFTTrainer(stage_cfg(SFTConfig, {"name": "packed", "sft": {"packing": True}}))
     plain = SFTTrainer(stage_cfg(SFTConfig, {"name": "plain"}))
     assert len(packed.examples) < 0.75 * len(plain.examples)
@@ -113,7 +120,9 @@ def test_sft_reductions_differ_and_packing_fills_sequences(stage_cfg: StageCfg) 
     assert max(len(e) for e in packed.examples) <= 192
 
 
-def test_dpo_reference_is_computed_once_and_read_back(stage_cfg: StageCfg, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dpo_reference_is_computed_once_and_read_back(
+    stage_cfg: StageCfg, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = stage_cfg(DPOConfig, {"train": {"max_steps": 2}})
     trainer = DPOTrainer(cfg)
     assert trainer.reference is not None and (cfg.run_dir / REFERENCE_FILE).is_file()
@@ -125,7 +134,9 @@ def test_dpo_reference_is_computed_once_and_read_back(stage_cfg: StageCfg, monke
     # the first step starts at the reference: log-ratios 0, loss ln 2
     run_stage(DPOTrainer, cfg)
     first = curve(cfg)[0]
-    assert first["loss"] == pytest.approx(0.6931, abs=1e-3) and first["rewards/margin"] == pytest.approx(0, abs=1e-4)
+    assert first["loss"] == pytest.approx(0.6931, abs=1e-3) and first["rewards/margin"] == pytest.approx(
+        0, abs=1e-4
+    )
 
 
 def test_simpo_needs_no_reference(stage_cfg: StageCfg) -> None:
@@ -138,8 +149,10 @@ def test_simpo_needs_no_reference(stage_cfg: StageCfg) -> None:
 def test_reward_model_checkpoint_scores_like_the_verifier(stage_cfg: StageCfg, suite: Path) -> None:
     from rlvr.rewards.reward_model import RewardModelScorer
 
-    cfg = stage_cfg(RewardModelConfig, {"train": {"max_steps": 3},
-                                        "eval": {"prefs_test": str(suite / "prefs_test.jsonl")}})
+    cfg = stage_cfg(
+        RewardModelConfig,
+        {"train": {"max_steps": 3}, "eval": {"prefs_test": str(suite / "prefs_test.jsonl")}},
+    )
     trainer = RewardModelTrainer(cfg)
     result = trainer.fit()
     assert {"pairwise_accuracy", "margin", "pairs"} <= result.evaluation.keys()
@@ -157,9 +170,14 @@ def test_reward_model_checkpoint_scores_like_the_verifier(stage_cfg: StageCfg, s
     assert scorer.rewards(prompts, answers) == pytest.approx(chosen.tolist(), rel=1e-4, abs=1e-5)
 
 
-def test_lora_trains_adapters_and_saves_a_merged_model(stage_cfg: StageCfg, base_checkpoint: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    updates = {"lora": {"enabled": True, "r": 4, "alpha": 8}, "optim": {"lr": 1e-2}, "train": {"max_steps": 4}}
+def test_lora_trains_adapters_and_saves_a_merged_model(
+    stage_cfg: StageCfg, base_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    updates = {
+        "lora": {"enabled": True, "r": 4, "alpha": 8},
+        "optim": {"lr": 1e-2},
+        "train": {"max_steps": 4},
+    }
     cfg = stage_cfg(SFTConfig, updates)
     trainer = SFTTrainer(cfg)
     final = trainer.fit().checkpoint
@@ -170,11 +188,17 @@ def test_lora_trains_adapters_and_saves_a_merged_model(stage_cfg: StageCfg, base
         expected = trainer.engine.module.eval()(input_ids=ids).logits
         torch.testing.assert_close(merged(input_ids=ids).logits, expected, rtol=1e-4, atol=1e-4)
     base, tuned = read_state_dict(base_checkpoint), read_state_dict(final)
-    assert not torch.equal(base["model.layers.0.self_attn.q_proj.weight"], tuned["model.layers.0.self_attn.q_proj.weight"])
-    torch.testing.assert_close(base["model.embed_tokens.weight"], tuned["model.embed_tokens.weight"])  # not adapted
+    assert not torch.equal(
+        base["model.layers.0.self_attn.q_proj.weight"], tuned["model.layers.0.self_attn.q_proj.weight"]
+    )
+    torch.testing.assert_close(
+        base["model.embed_tokens.weight"], tuned["model.embed_tokens.weight"]
+    )  # not adapted
 
     # resuming puts the adapter back: a run killed after step 2 ends where the straight one did
-    resumed_cfg = stage_cfg(SFTConfig, {"name": "lora-resumed", **updates, "train": {"max_steps": 4, "save_every": 2}})
+    resumed_cfg = stage_cfg(
+        SFTConfig, {"name": "lora-resumed", **updates, "train": {"max_steps": 4, "save_every": 2}}
+    )
     real_step = PostTrainer.train_step
 
     def dies_at_step_3(self: PostTrainer[Any]) -> dict[str, float]:
@@ -202,7 +226,9 @@ def test_configuration_errors_are_clear(stage_cfg: StageCfg) -> None:
         SFTTrainer(stage_cfg(SFTConfig, {"data": {"max_length": 8}}))
 
 
-def test_rows_left_out_are_counted_in_the_run_directory(stage_cfg: StageCfg, suite: Path, tmp_path: Path) -> None:
+def test_rows_left_out_are_counted_in_the_run_directory(
+    stage_cfg: StageCfg, suite: Path, tmp_path: Path
+) -> None:
     import json
 
     rows = (suite / "prefs_train.jsonl").read_text().splitlines()
@@ -210,7 +236,9 @@ def test_rows_left_out_are_counted_in_the_run_directory(stage_cfg: StageCfg, sui
     identical = json.dumps({"chosen": first["chosen"], "rejected": first["chosen"]})
     path = tmp_path / "prefs.jsonl"
     path.write_text("\n".join([*rows[:10], identical, '{"chosen": []}']) + "\n")
-    cfg = stage_cfg(RewardModelConfig, {"data": {"train": [str(path)], "on_bad_row": "skip"}, "train": {"max_steps": 1}})
+    cfg = stage_cfg(
+        RewardModelConfig, {"data": {"train": [str(path)], "on_bad_row": "skip"}, "train": {"max_steps": 1}}
+    )
     trainer = RewardModelTrainer(cfg)
     assert len(trainer.examples) == 10
     report = json.loads((cfg.run_dir / "data_report.json").read_text())

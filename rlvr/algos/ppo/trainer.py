@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from base_model.checkpoint import rng_state, set_rng_state
 from base_model.config import ScheduleConfig
 from base_model.optim import build_optimizer, lr_at
 from base_model.perf import autocast_dtype
-from base_model.trainer import _rng_state, _set_rng_state, _truncate_metrics
 from rlvr.algos.common import load_causal_lm, load_chat_tokenizer, resolve_checkpoint
 from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.losses import (
@@ -54,7 +54,7 @@ from rlvr.data import load_rows
 from rlvr.generation import chat_prompt
 from rlvr.rewards import BatchScorer, verifier_name_problems
 from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync
-from rlvr.tracking import MetricsLogger, prepare_run_dir, progress
+from rlvr.tracking import MetricsLogger, prepare_run_dir, progress, truncate_metrics
 
 STATE_FILE = "ppo_state.pt"
 
@@ -163,7 +163,7 @@ class PPOTrainer:
 
         prepare_run_dir(cfg)
         if self.resumed_from is not None:
-            _truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
+            truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
         self.logger = MetricsLogger(cfg.run_dir, cfg, resume=self.resumed_from is not None)
 
     # ------------------------------------------------------------------ set-up
@@ -275,10 +275,13 @@ class PPOTrainer:
             )
         return self._order[1]
 
-    def sample(self, prompts: Sequence[Prompt], temperature: float, n: int, seed: int) -> list[Sample]:
-        """`n` responses per prompt, flattened in prompt order."""
+    def sample(
+        self, prompts: Sequence[Prompt], temperature: float, n: int, seed: int, max_tokens: int | None = None
+    ) -> list[Sample]:
+        """`n` responses per prompt, flattened in prompt order (at most `max_tokens`, default the rollout's)."""
         r = self.cfg.rollout
-        budget = min(r.max_response_tokens, r.max_total_tokens - max(len(p.ids) for p in prompts))
+        limit = max_tokens or r.max_response_tokens
+        budget = min(limit, r.max_total_tokens - max(len(p.ids) for p in prompts))
         if budget < 1:
             raise ValueError(f"rollout.max_total_tokens={r.max_total_tokens} leaves no room for a response")
         groups = self.engine.sample([p.ids for p in prompts], n, budget, temperature, seed)
@@ -396,16 +399,15 @@ class PPOTrainer:
         returns: torch.Tensor | None,
     ) -> dict[str, float]:
         cfg = self.cfg
-        sums: dict[str, float] = defaultdict(float)
-        updates = 0
+        totals: dict[str, float] = {}
+        weight = 1.0 / (cfg.loss.epochs * cfg.loss.minibatches)
         generator = torch.Generator().manual_seed(cfg.seed * 7919 + self.step)
         for _ in range(cfg.loss.epochs):
             order = torch.randperm(len(batch.scores), generator=generator)
             for minibatch in order.chunk(cfg.loss.minibatches):
                 for key, value in self._minibatch_update(batch, old, advantages, returns, minibatch).items():
-                    sums[key] += value
-                updates += 1
-        return {key: value / updates for key, value in sums.items()}
+                    _accumulate(totals, key, value, weight)
+        return totals
 
     def _minibatch_update(
         self, batch: Batch, old: dict[str, torch.Tensor], advantages: torch.Tensor, returns: torch.Tensor | None,
@@ -415,7 +417,7 @@ class PPOTrainer:
         tokens = float(batch.response_mask[minibatch].sum())
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, float] = {}
         for index in self._micro_batches(minibatch):
             micro, mask = batch.select(index), batch.response_mask[index].to(self.device)
             share = float(mask.sum()) / tokens  # micro-batch losses are token means: weight by tokens
@@ -428,7 +430,7 @@ class PPOTrainer:
             if cfg.kl.placement == "loss":
                 kl = kl_per_token(logprobs, old["ref_logprobs"][index].to(self.device), cfg.kl.estimator)
                 loss = loss + cfg.kl.beta * masked_mean(kl, mask)
-                sums["kl_loss"] += float(masked_mean(kl.detach(), mask)) * share
+                _accumulate(sums, "kl_loss", float(masked_mean(kl.detach(), mask)), share)
             if self.value is not None and returns is not None:
                 vf, vf_stats = value_loss(self._values(micro), old["values"][index].to(self.device),
                                           returns[index].to(self.device), mask, cfg.loss.value_clip)  # fmt: skip
@@ -443,12 +445,12 @@ class PPOTrainer:
                 "entropy": masked_mean(entropy_from_logits(logits.detach()), mask),
             }
             for key, value in stats.items():
-                sums[key] += float(value) * share
+                _accumulate(sums, key, float(value), share)
         for name, model, optimizer in zip(
             ("policy", "value"), self._trained_models(), self.optimizers, strict=False
         ):
             if cfg.optim.grad_clip > 0:
-                sums[f"grad_norm/{name}"] += float(
+                sums[f"grad_norm/{name}"] = float(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 )
             for group in optimizer.param_groups:
@@ -464,7 +466,7 @@ class PPOTrainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Greedy held-out accuracy, overall and per verifier."""
-        samples = self.sample(self.test_prompts, temperature=0.0, n=1, seed=0)
+        samples = self.sample(self.test_prompts, 0.0, n=1, seed=0, max_tokens=self.cfg.train.eval_max_tokens)
         rows = [p.row for p in self.test_prompts]
         texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
         results = self.scorer.score(
@@ -515,7 +517,7 @@ class PPOTrainer:
         if self.value is not None:
             save_model(self.value, self.tokenizer, tmp / "value")
         torch.save(
-            {"step": self.step, "optimizers": [o.state_dict() for o in self.optimizers], "rng": _rng_state()},
+            {"step": self.step, "optimizers": [o.state_dict() for o in self.optimizers], "rng": rng_state()},
             tmp / STATE_FILE,
         )
         tmp.rename(path)  # complete or absent: a kill mid-save leaves only the .tmp folder
@@ -531,7 +533,7 @@ class PPOTrainer:
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
         self.step = state["step"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
     def _announce(self) -> None:
         cfg = self.cfg
@@ -542,6 +544,17 @@ class PPOTrainer:
             f"KL {cfg.kl.estimator} in the {cfg.kl.placement} (beta {cfg.kl.beta})",
             file=sys.stderr,
         )
+
+
+EXTREMES = {"ratio_max": max, "ratio_min": min}
+"""Statistics aggregated over micro-batches and updates by their extreme, not their weighted mean."""
+
+
+def _accumulate(totals: dict[str, float], key: str, value: float, weight: float) -> None:
+    if key in EXTREMES:
+        totals[key] = EXTREMES[key](totals.get(key, value), value)
+    else:
+        totals[key] = totals.get(key, 0.0) + value * weight
 
 
 def _verifier_key(row: dict[str, Any]) -> str:
