@@ -43,7 +43,15 @@ def test_ppo_logs_every_metric_and_saves_policy_and_value(
     cfg = ppo_cfg(tmp_path, suite, base_checkpoint)
     final = train(cfg)
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
-    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3, 4]
+    assert set(metrics.pop(0)) == {
+        "step",
+        "time",
+        "eval/accuracy",
+        "eval/accuracy/gsm8k",
+        "eval/accuracy/ifeval",
+        "eval/accuracy/math",
+    }  # the starting policy, evaluated once
     for key in ("reward", "correct_rate", "kl", "entropy", "policy_loss", "value_loss", "clipfrac", "vf_clipfrac",
                 "approx_kl", "ratio_mean", "stop_rate", "response_length", "logprob_gap_mean",
                 "gen_tokens_per_s", "train_tokens_per_s", "grad_norm/policy", "grad_norm/value"):  # fmt: skip
@@ -70,7 +78,7 @@ def test_grpo_is_the_same_loop_without_a_value_model(
     assert trainer.value is None and len(trainer.optimizers) == 1
     final = trainer.fit()
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
-    assert all("kl_loss" in m and "value_loss" not in m for m in metrics)
+    assert all("kl_loss" in m and "value_loss" not in m for m in metrics if m["step"] > 0)
     assert not (final / "value").exists()
     with pytest.raises(ValueError, match="group size"):
         ppo_cfg(tmp_path, suite, base_checkpoint, {"algo": "grpo", "rollout": {"samples_per_prompt": 1}})
@@ -94,7 +102,7 @@ def test_killed_run_resumes_exactly(tmp_path: Path, suite: Path, base_checkpoint
     final = train(interrupted)
     expected = read_metrics(straight.run_dir / "metrics.jsonl")
     resumed = read_metrics(interrupted.run_dir / "metrics.jsonl")
-    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    assert [m["step"] for m in resumed] == [0, 1, 2, 3, 4]
     for key in ("reward", "policy_loss", "value_loss", "kl", "response_length", "eval/accuracy"):
         want = {m["step"]: m[key] for m in expected if key in m}
         assert {m["step"]: m[key] for m in resumed if key in m} == pytest.approx(want, rel=1e-5), key

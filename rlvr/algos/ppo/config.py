@@ -99,6 +99,8 @@ class PPOTrainConfig:
     save_every: int = 50
     eval_every: int = 25
     eval_max_tokens: int = 256
+    eval_at_start: bool = True
+    """Also evaluate the starting policy (logged at step 0), so one run shows the gain."""
     resume: bool = True
 
 

@@ -205,6 +205,8 @@ class PPOTrainer:
                          enabled=cfg.log.progress)  # fmt: skip
         last_saved: Path | None = None
         try:
+            if self.test_prompts and cfg.train.eval_at_start and self.step == 0:
+                self.logger.log(0, self.evaluate())
             for _ in steps:
                 metrics = self.train_step()
                 self.step += 1
