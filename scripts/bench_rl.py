@@ -1,7 +1,7 @@
 """GRPO speed, rlvr vs TRL, and rollout speed, vLLM engine vs transformers engine — one run, side by side.
 
     .venv/bin/python scripts/bench_rl.py [--steps 5] [--prompts 4] [--group 8] [--max-tokens 128]
-                                         [--repeats 3] [--threads N] [--checkpoint PATH] [--json OUT]
+                                         [--repeats 3] [--threads N] [--bf16] [--checkpoint PATH] [--json OUT]
 
 What is measured (issue #6, "Speed"):
 
@@ -10,7 +10,8 @@ What is measured (issue #6, "Speed"):
    the same checkpoint, the same prompts in the same order, `--prompts` × `--group` completions per
    step, at most `--max-tokens` completion tokens at temperature 1, one optimisation epoch (one
    optimizer step per rollout batch, no gradient accumulation on either side), the same learning
-   rate and the same KL term (k3 estimator in the loss, beta `BETA`), fp32, the same verifier
+   rate and the same KL term (k3 estimator in the loss, beta `BETA`), fp32 (or `--bf16` autocast on both
+   sides), the same verifier
    reward (TRL's reward function calls rlvr's `BatchScorer`). An episode is one sampled
    completion; episodes/s = completions / wall-clock seconds of the timed steps, generation,
    scoring, forwards, backward, optimizer and (rlvr) weight sync included; start-up and the first
@@ -97,7 +98,8 @@ def rlvr_trainer(args: argparse.Namespace, work: Path, prompts_file: Path, check
         "kl": {"beta": BETA, "estimator": "k3", "placement": "loss"},
         "loss": {"epochs": 1, "minibatches": 1},
         "optim": {"lr": LR, "warmup_ratio": 0.0},
-        "train": {"total_episodes": (args.steps + 1) * episodes, "micro_batch_size": episodes, "precision": "fp32",
+        "train": {"total_episodes": (args.steps + 1) * episodes, "micro_batch_size": episodes,
+                  "precision": "bf16" if args.bf16 else "fp32",
                   "attention": ATTENTION, "save_every": 10**9, "eval_every": 10**9},
     })  # fmt: skip
     return PPOTrainer(cfg)
@@ -198,7 +200,7 @@ def bench_trl(
         beta=BETA, epsilon=0.2, loss_type="dapo", scale_rewards="group", mask_truncated_completions=False,
         learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         optim="adamw_torch_fused",
-        use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
+        use_cpu=True, bf16=args.bf16, fp16=False, gradient_checkpointing=False,
         model_init_kwargs={"dtype": "float32", "attn_implementation": ATTENTION},
         report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True,
         log_completions=False, dataloader_num_workers=0,
@@ -259,6 +261,9 @@ def main() -> None:
         "--repeats", type=int, default=3, help="timed calls per engine in the rollout benchmark"
     )
     parser.add_argument("--threads", type=int, help="torch threads of this process (default: torch's choice)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast for both trainers (weights stay fp32)"
+    )
     parser.add_argument("--checkpoint", help="a trained rlvr checkpoint instead of a random model")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
