@@ -34,6 +34,24 @@ def chat_prompt(messages: Sequence[Mapping[str, Any]]) -> str:
     return render_chat(messages, add_generation_prompt=True)
 
 
+def sampling_kwargs(temperature: float) -> dict[str, Any]:
+    """`model.generate` arguments: pure sampling at `temperature` (no top-k/top-p), greedy at 0."""
+    if temperature > 0:
+        return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+    return {"do_sample": False}
+
+
+def left_padded(prompts: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(ids, attention_mask)` with every prompt ending in the last column, where generation starts."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -60,11 +78,7 @@ def generate(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    sampling = (
-        {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-        if temperature > 0
-        else {"do_sample": False}
-    )
+    sampling = sampling_kwargs(temperature)
     generator_state = torch.random.fork_rng(devices=[]) if temperature > 0 else nullcontext()
     results: list[Completion | None] = [None] * len(prompts)
     with generator_state:
@@ -72,12 +86,8 @@ def generate(
             torch.manual_seed(seed)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]) :] = 1
+            ids, mask = left_padded([encoded[i] for i in chunk], pad)
+            width = ids.shape[1]
             context = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
             with context:
                 out = model.generate(

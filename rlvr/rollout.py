@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 import torch
 
+from rlvr.generation import left_padded, sampling_kwargs
+
 
 class SyncError(RuntimeError):
     """The engine's weights do not match the trainer's after a sync (or the sync timed out)."""
@@ -111,17 +113,9 @@ class HFEngine:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         device = next(model.parameters()).device
         flat = [p for p in prompts for _ in range(n)]
-        width = max(len(p) for p in flat)
-        ids = torch.full((len(flat), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, p in enumerate(flat):  # left padding: every prompt ends where generation starts
-            ids[row, width - len(p) :] = torch.tensor(p)
-            mask[row, width - len(p) :] = 1
-        sampling = (
-            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-            if temperature > 0
-            else {"do_sample": False}
-        )
+        ids, mask = left_padded(flat, pad)
+        width = ids.shape[1]
+        sampling = sampling_kwargs(temperature)
         was_training = model.training
         model.eval()
         context = torch.autocast(device.type, dtype=self.autocast) if self.autocast else nullcontext()
