@@ -145,3 +145,31 @@ def test_grpo_single_pass_reuses_the_update_forward_as_old_logprobs(
         runs.append(metrics)
     for key in ("policy_loss", "kl", "kl_loss", "logprob_gap_mean", "ratio_mean", "reward"):
         assert [m[key] for m in runs[0]] == pytest.approx([m[key] for m in runs[1]], rel=1e-5, abs=1e-7), key
+
+
+@pytest.mark.parametrize(("value_init", "same_body"), [("policy", True), ("fresh", False)])
+def test_value_model_starts_from_the_policy_or_fresh(
+    tmp_path: Path, suite: Path, base_checkpoint: Path, value_init: str, same_body: bool
+) -> None:
+    trainer = PPOTrainer(ppo_cfg(tmp_path, suite, base_checkpoint, {"value_init": value_init}))
+    assert trainer.value is not None
+    body = trainer.value.model.embed_tokens.weight
+    assert torch.equal(body, trainer.policy.model.embed_tokens.weight) is same_body
+    assert trainer.value.score.weight.shape == (1, trainer.policy.config.hidden_size)
+
+
+def test_value_model_starts_from_the_reward_model(tmp_path: Path, suite: Path, base_checkpoint: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    reward_model = AutoModelForSequenceClassification.from_pretrained(str(base_checkpoint), num_labels=1)
+    torch.nn.init.constant_(reward_model.score.weight, 0.25)
+    reward_model.save_pretrained(str(tmp_path / "rm"))
+    trainer = PPOTrainer(
+        ppo_cfg(
+            tmp_path,
+            suite,
+            base_checkpoint,
+            {"value_init": "reward_model", "reward_model": str(tmp_path / "rm")},
+        )
+    )
+    assert trainer.value is not None and bool((trainer.value.score.weight == 0.25).all())

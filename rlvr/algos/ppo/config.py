@@ -112,8 +112,8 @@ class PPOConfig(RunConfig):
     reward_model: str | None = None
     """The reward-model checkpoint: seeds the value model (`value_init: reward_model`) and scores the RM term."""
     value_init: Literal["reward_model", "policy", "fresh"] = "reward_model"
-    """Where the value model's weights come from (PPO only): the RM (the recipe), the policy's body, or
-    the policy's body with a freshly initialised head."""
+    """Where the value model's weights come from (PPO only): the reward model (the recipe), the policy's
+    body with a new score head, or a freshly initialised model of the policy's shape (OLMo 2 init)."""
     data: PromptDataConfig = field(default_factory=PromptDataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)

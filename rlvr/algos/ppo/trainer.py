@@ -169,21 +169,29 @@ class PPOTrainer:
     # ------------------------------------------------------------------ set-up
 
     def _load_value_model(self) -> torch.nn.Module:
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
+        from base_model.model import init_weights
         from rlvr.algos.reward_model import init_score_head
 
         cfg = self.cfg
-        source = resolve_checkpoint(cfg.reward_model) if cfg.value_init == "reward_model" else cfg.policy
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # a new score head is expected when starting from the policy
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=1, dtype=torch.float32, attn_implementation=cfg.train.attention
+        if cfg.value_init == "fresh":
+            config = AutoConfig.from_pretrained(cfg.policy, num_labels=1)
+            model = AutoModelForSequenceClassification.from_config(
+                config, dtype=torch.float32, attn_implementation=cfg.train.attention
             )
-        finally:
-            hf_logging.set_verbosity(verbosity)
+            init_weights(model)
+        else:
+            source = resolve_checkpoint(cfg.reward_model) if cfg.value_init == "reward_model" else cfg.policy
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # a new score head is expected when starting from the policy
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    source, num_labels=1, dtype=torch.float32, attn_implementation=cfg.train.attention
+                )
+            finally:
+                hf_logging.set_verbosity(verbosity)
         if cfg.value_init != "reward_model":
             init_score_head(model, cfg.seed)
         return model.to(self.device).train()
