@@ -6,10 +6,10 @@ checkpoint. Stage settings come from the stage's own YAML file (the same file it
 plus overrides, and the pipeline points every path inside its run directory.
 
 Stages so far: data → tokenizer → tokens → pretrain (stage 1) → anneal (stage-2 ingredients) →
-soup (the base model) → sft → dpo → rm. The base, SFT and DPO records hold the same held-out figures
-(verifiable `accuracy`, `accuracy_by_verifier`, `preference_accuracy`), so each stage's gain reads off
-pipeline.json; the rm record holds its held-out `pairwise_accuracy` and `margin`. The stages still to
-come (ppo, eval) are listed in `stages` and reported as not built yet until their issues land.
+soup (the base model) → sft → dpo → rm → ppo. The base, SFT, DPO and PPO records hold the same
+held-out figures (verifiable `accuracy`, `accuracy_by_verifier`, `preference_accuracy`), so each
+stage's gain reads off pipeline.json; the rm record holds its held-out `pairwise_accuracy` and
+`margin`. The eval stage is listed in `stages` and reported as not built yet until its issue lands.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class PipelineConfig(RunConfig):
     """Also sets how the base model is evaluated (its `eval` section), so base and SFT compare."""
     dpo: StageFile = field(default_factory=lambda: StageFile("configs/dpo/tiny.yaml"))
     rm: StageFile = field(default_factory=lambda: StageFile("configs/rm/tiny.yaml"))
+    ppo: StageFile = field(default_factory=lambda: StageFile("configs/ppo/tiny.yaml"))
+    """Starts from the dpo stage's checkpoint with the value model from the rm stage's."""
     stages: list[str] = field(
         default_factory=lambda: [
             "data",
@@ -178,7 +180,7 @@ def run_soup(ctx: Context) -> dict[str, Any]:
     else:
         soup(ingredients, base)
     loss = heldout_loss(base, [ctx.path("tokens", "val", "pretrain.tokens.bin")], seq_len=256, max_chunks=64)
-    return {"checkpoint": "base", "heldout_loss": loss, **_evaluate_base(ctx, base)}
+    return {"checkpoint": "base", "heldout_loss": loss, **_evaluate_checkpoint(ctx, base)}
 
 
 def _stage_args(
@@ -197,18 +199,21 @@ def _stage_args(
     ]
 
 
-def _evaluate_base(ctx: Context, base: Path) -> dict[str, Any]:
-    """The base model's held-out figures, measured as the SFT stage will measure its own."""
+def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
+    """A policy checkpoint's held-out figures, measured as the SFT stage measures its own (the base and
+    the PPO models have no such evaluation of their own, so every stage reads off one measure)."""
     from base_model.perf import autocast_dtype
     from rlvr.algos.common import load_causal_lm, load_chat_tokenizer
     from rlvr.algos.evaluation import evaluate_policy
     from rlvr.algos.sft import SFTConfig
 
-    extra = _stage_args(ctx, "base", base, "sft_train.jsonl", ["rlvr_test", "prefs_test"])
+    extra = _stage_args(ctx, "eval", checkpoint, "sft_train.jsonl", ["rlvr_test", "prefs_test"])
     cfg = load_config(SFTConfig, ctx.cfg.sft.config, [*extra, *ctx.cfg.sft.overrides])
-    model = load_causal_lm(str(base), cfg.train.attention)
+    model = load_causal_lm(str(checkpoint), cfg.train.attention)
     autocast = autocast_dtype(cfg.train.precision, next(model.parameters()).device)
-    return evaluate_policy(model, load_chat_tokenizer(str(base)), cfg.eval, cfg.data.max_length, autocast)
+    return evaluate_policy(
+        model, load_chat_tokenizer(str(checkpoint)), cfg.eval, cfg.data.max_length, autocast
+    )
 
 
 def _post_train(
@@ -249,6 +254,32 @@ def run_rm(ctx: Context) -> dict[str, Any]:
     )
 
 
+def run_ppo(ctx: Context) -> dict[str, Any]:
+    """`rlvr ppo` from the DPO model with the value model from the reward model; figures as for SFT/DPO."""
+    from rlvr.algos.ppo.config import PPOConfig
+    from rlvr.algos.ppo.trainer import train
+
+    extra = [
+        f"--runs_root={ctx.run_dir}",
+        "--name=ppo",
+        f"--seed={ctx.cfg.seed}",
+        f"--policy={ctx.path(ctx.done['dpo']['checkpoint'])}",
+        f"--reward_model={ctx.path(ctx.done['rm']['checkpoint'])}",
+        f"--data.train=[{ctx.path('data', 'rlvr_train.jsonl')}]",
+        "--data.test=[]",  # measured below, on the same prompts and settings as every other stage
+        f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
+    ]
+    cfg = load_config(PPOConfig, ctx.cfg.ppo.config, [*extra, *ctx.cfg.ppo.overrides])
+    policy = train(cfg) / "policy"
+    metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
+    return {
+        "checkpoint": str(policy.relative_to(ctx.run_dir)),
+        "steps": metrics[-1]["step"],
+        "episodes": metrics[-1]["episodes"],
+        **_evaluate_checkpoint(ctx, policy),
+    }
+
+
 STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "data": run_data,
     "tokenizer": run_tokenizer,
@@ -259,8 +290,9 @@ STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "sft": run_sft,
     "dpo": run_dpo,
     "rm": run_rm,
+    "ppo": run_ppo,
 }
-PLANNED = {"ppo": 6, "eval": 7}
+PLANNED = {"eval": 7}
 """Stages named in the recipe whose implementation has not landed: stage -> issue number."""
 
 

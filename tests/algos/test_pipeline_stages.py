@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from rlvr.config import from_dict
-from rlvr.pipeline import Context, PipelineConfig, _evaluate_base, run_pipeline
+from rlvr.pipeline import Context, PipelineConfig, _evaluate_checkpoint, run_pipeline
 
 SMALL = [
     "--train.max_steps=2",
@@ -18,6 +18,17 @@ SMALL = [
     "--train.precision=fp32",
     "--data.max_length=192",
     "--eval.max_new_tokens=8",
+    "--log.progress=false",
+]
+
+
+PPO_SMALL = [
+    "--rollout.backend=hf",
+    "--rollout.prompts_per_step=4",
+    "--rollout.max_response_tokens=8",
+    "--data.max_prompt_tokens=96",
+    "--train.total_episodes=8",
+    "--train.precision=fp32",
     "--log.progress=false",
 ]
 
@@ -33,7 +44,8 @@ def pipeline_cfg(tmp_path: Path) -> PipelineConfig:
             "sft": {"config": "configs/sft/tiny.yaml", **stage},
             "dpo": {"config": "configs/dpo/tiny.yaml", **stage},
             "rm": {"config": "configs/rm/tiny.yaml", **stage},
-            "stages": ["soup", "sft", "dpo", "rm"],
+            "ppo": {"config": "configs/ppo/tiny.yaml", "overrides": PPO_SMALL},
+            "stages": ["soup", "sft", "dpo", "rm", "ppo"],
         },
     )
 
@@ -44,6 +56,9 @@ def test_post_training_stages_record_checkpoints_and_figures(
     cfg = pipeline_cfg(tmp_path)
     run_dir = cfg.run_dir
     shutil.copytree(suite, run_dir / "data")
+    shutil.copy(
+        suite / "rlvr_test.jsonl", run_dir / "data" / "rlvr_train.jsonl"
+    )  # the fixture has no RL train rows
     shutil.copytree(base_checkpoint, run_dir / "base")
     (run_dir / "pipeline.json").write_text(json.dumps({"done": {"soup": {"checkpoint": "base"}}}))
 
@@ -55,6 +70,12 @@ def test_post_training_stages_record_checkpoints_and_figures(
         assert {"accuracy", "accuracy_by_verifier", "preference_accuracy", "seconds"} <= record.keys()
         assert set(record["accuracy_by_verifier"]) == {"gsm8k", "math", "ifeval"}
     assert {"pairwise_accuracy", "margin", "seconds"} <= done["rm"].keys()
+    ppo = done["ppo"]
+    assert ppo["checkpoint"] == "ppo/checkpoints/step2/policy" and ppo["steps"] == 2 and ppo["episodes"] == 8
+    assert {"accuracy", "accuracy_by_verifier", "preference_accuracy"} <= ppo.keys()
+    ppo_cfg = yaml.safe_load((run_dir / "ppo" / "config.yaml").read_text())
+    assert ppo_cfg["policy"] == str(run_dir / done["dpo"]["checkpoint"])
+    assert ppo_cfg["reward_model"] == str(run_dir / done["rm"]["checkpoint"])
     assert json.loads((run_dir / "pipeline.json").read_text())["done"] == done
     # DPO and the reward model both start from the SFT checkpoint
     for stage in ("dpo", "rm"):
@@ -68,6 +89,6 @@ def test_base_model_is_measured_like_the_sft_model(
 ) -> None:
     cfg = pipeline_cfg(tmp_path)
     shutil.copytree(suite, cfg.run_dir / "data")
-    figures = _evaluate_base(Context(cfg, cfg.run_dir, {}), base_checkpoint)
+    figures = _evaluate_checkpoint(Context(cfg, cfg.run_dir, {}), base_checkpoint)
     assert figures["prompts"] == 24 and 0.0 <= figures["accuracy"] <= 1.0
     assert figures["preference_pairs"] == 24 and 0.0 <= figures["preference_accuracy"] <= 1.0
