@@ -13,7 +13,7 @@ import json
 import random
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from base_model.data import EvalChunks
+from base_model.distributed import Dist, Engine, barrier
 from base_model.optim import heldout_sums
 from base_model.perf import autocast_dtype
 
@@ -175,3 +176,46 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_checkpoint(
+    final: Path, d: Dist, engine: Engine, write_model: Callable[[Path], None], state: dict[str, Any]
+) -> Path:
+    """The resumable checkpoint protocol every trainer shares: the main process writes the model
+    (`write_model(dir)`), every process its optimizer (and DeepSpeed) state and RNG, then `state` (plus
+    the world size) is written last into `STATE_FILE` and `<final>.tmp/` is renamed to `final` — a run
+    killed while saving keeps the previous checkpoint as the newest complete one."""
+    tmp = final.with_name(f"{final.name}.tmp")
+    if d.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write_model(tmp)
+    barrier(d)
+    engine.save_state(tmp, d)
+    torch.save(rng_state(), tmp / f"rng_rank{d.rank}.pt")
+    barrier(d)
+    if d.is_main:
+        (tmp / STATE_FILE).write_text(json.dumps({**state, "world": d.world}, indent=2) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    barrier(d)
+    return final
+
+
+def read_training_state(path: Path) -> dict[str, Any]:
+    return json.loads((path / STATE_FILE).read_text())
+
+
+def restore_training_state(
+    path: Path, state: dict[str, Any], d: Dist, engine: Engine, deepspeed: bool
+) -> None:
+    """The other half of `save_training_checkpoint`: optimizer (and, under DeepSpeed, module) state and
+    this process's RNG. DeepSpeed's sharded state only loads into the world size that wrote it."""
+    if deepspeed and state["world"] != d.world:
+        raise CheckpointError(
+            f"{path} holds DeepSpeed state for {state['world']} processes, this run has {d.world}"
+        )
+    engine.load_state(path)
+    rng_file = path / f"rng_rank{d.rank}.pt"
+    if rng_file.is_file():
+        set_rng_state(torch.load(rng_file, weights_only=False))  # our own file: numpy state is not a tensor

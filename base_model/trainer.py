@@ -11,8 +11,6 @@ counters, RNG).
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -23,15 +21,15 @@ import torch
 import torch.distributed as dist
 
 from base_model.checkpoint import (
-    STATE_FILE,
     CheckpointError,
     checkpoint_name,
     list_checkpoints,
     read_config,
     read_state_dict,
-    rng_state,
+    read_training_state,
+    restore_training_state,
     save_model,
-    set_rng_state,
+    save_training_checkpoint,
 )
 from base_model.config import PretrainConfig
 from base_model.data import ChunkSource, EvalChunks, MixtureSampler, check_tokenizer, expand_paths
@@ -41,7 +39,6 @@ from base_model.distributed import (
     Engine,
     TorchEngine,
     all_reduce_sum,
-    barrier,
     init_distributed,
 )
 from base_model.model import build_model, describe, flops_per_token, hf_config
@@ -286,41 +283,28 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
-        """Write `checkpoints/<name>.tmp/` on every process, then rename it: a run killed while saving
-        leaves the previous checkpoint as the newest complete one."""
-        cfg, d = self.cfg, self.dist
+        cfg = self.cfg
         name = checkpoint_name(self.step, self.step * self.tokens_per_step, cfg.stage, cfg.ingredient)
-        final, tmp = self.ckpt_dir / name, self.ckpt_dir / f"{name}.tmp"
-        if d.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            save_model(self.engine.module, self.tokenizer, tmp)
-        barrier(d)
-        self.engine.save_state(tmp, d)
-        torch.save(rng_state(), tmp / f"rng_rank{d.rank}.pt")
-        barrier(d)
-        if d.is_main:
-            state = {
-                "step": self.step,
-                "tokens": self.step * self.tokens_per_step,
-                "stage": cfg.stage,
-                "ingredient": cfg.ingredient,
-                "world": d.world,
-                "global_batch_size": cfg.train.global_batch_size,
-                "seq_len": cfg.data.seq_len,
-                "sampler": self.sampler.state_dict(),
-            }
-            (tmp / STATE_FILE).write_text(
-                json.dumps(state, indent=2) + "\n"
-            )  # written last: marks completion
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-        barrier(d)
-        return final
+        state = {
+            "step": self.step,
+            "tokens": self.step * self.tokens_per_step,
+            "stage": cfg.stage,
+            "ingredient": cfg.ingredient,
+            "global_batch_size": cfg.train.global_batch_size,
+            "seq_len": cfg.data.seq_len,
+            "sampler": self.sampler.state_dict(),
+        }
+        return save_training_checkpoint(
+            self.ckpt_dir / name,
+            self.dist,
+            self.engine,
+            lambda out: save_model(self.engine.module, self.tokenizer, out),
+            state,
+        )
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore optimizer (and, under DeepSpeed, module) state, step, data counters and RNG."""
-        state = json.loads((path / STATE_FILE).read_text())
+        state = read_training_state(path)
         for key, now in (
             ("global_batch_size", self.cfg.train.global_batch_size),
             ("seq_len", self.cfg.data.seq_len),
@@ -330,18 +314,9 @@ class Trainer:
                     f"{path} was trained with {key} {state[key]}, the config says {now}: resuming would change the "
                     "data order. Restore the value, or start a new run (--name) with init_from pointing here."
                 )
-        if self.cfg.train.deepspeed is not None and state["world"] != self.dist.world:
-            raise CheckpointError(
-                f"{path} holds DeepSpeed state for {state['world']} processes, this run has {self.dist.world}"
-            )
-        self.engine.load_state(path)
+        restore_training_state(path, state, self.dist, self.engine, self.cfg.train.deepspeed is not None)
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
-        rng_file = path / f"rng_rank{self.dist.rank}.pt"
-        if rng_file.is_file():
-            set_rng_state(
-                torch.load(rng_file, weights_only=False)
-            )  # our own file: numpy state is not a tensor
 
     # ------------------------------------------------------------------ reporting
 

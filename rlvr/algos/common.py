@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -36,14 +35,14 @@ import torch
 import torch.distributed as dist
 
 from base_model.checkpoint import (
-    STATE_FILE,
     CheckpointError,
     checkpoint_name,
     list_checkpoints,
     read_state_dict,
-    rng_state,
+    read_training_state,
+    restore_training_state,
     save_model,
-    set_rng_state,
+    save_training_checkpoint,
 )
 from base_model.config import ScheduleConfig
 from base_model.distributed import (
@@ -507,42 +506,24 @@ class PostTrainer(Generic[ExampleT]):
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
-        """`checkpoints/<name>.tmp/`, renamed when complete: a kill mid-save keeps the previous one."""
-        d = self.dist
-        name = checkpoint_name(self.step, self.tokens)
-        final, tmp = self.ckpt_dir / name, self.ckpt_dir / f"{name}.tmp"
-        if d.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            if self.cfg.lora.enabled:
-                save_lora_checkpoint(self.engine.module, self.tokenizer, tmp)
-            else:
-                save_model(self.engine.module, self.tokenizer, tmp)
-        barrier(d)
-        self.engine.save_state(tmp, d)
-        torch.save(rng_state(), tmp / f"rng_rank{d.rank}.pt")
-        barrier(d)
-        if d.is_main:
-            state = {
-                "stage": self.stage,
-                "step": self.step,
-                "tokens": self.tokens,
-                "max_steps": self.max_steps,
-                "examples": len(self.examples),
-                "batch_size": self.cfg.train.batch_size,
-                "world": d.world,
-            }
-            (tmp / STATE_FILE).write_text(
-                json.dumps(state, indent=2) + "\n"
-            )  # written last: marks completion
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-        barrier(d)
-        return final
+        def write_model(out: Path) -> None:
+            save = save_lora_checkpoint if self.cfg.lora.enabled else save_model
+            save(self.engine.module, self.tokenizer, out)
+
+        state = {
+            "stage": self.stage,
+            "step": self.step,
+            "tokens": self.tokens,
+            "max_steps": self.max_steps,
+            "examples": len(self.examples),
+            "batch_size": self.cfg.train.batch_size,
+        }
+        final = self.ckpt_dir / checkpoint_name(self.step, self.tokens)
+        return save_training_checkpoint(final, self.dist, self.engine, write_model, state)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore optimizer (and, under DeepSpeed, module) state, step, token count and RNG."""
-        state = json.loads((path / STATE_FILE).read_text())
+        state = read_training_state(path)
         now = {"examples": len(self.examples), "batch_size": self.cfg.train.batch_size}
         for key, value in now.items():
             if state.get(key) != value:
@@ -556,15 +537,8 @@ class PostTrainer(Generic[ExampleT]):
                 "steps: the learning-rate schedule continues on the new length",
                 file=sys.stderr,
             )
-        if self.cfg.train.deepspeed is not None and state["world"] != self.dist.world:
-            raise CheckpointError(
-                f"{path} holds DeepSpeed state for {state['world']} processes, not {self.dist.world}"
-            )
-        self.engine.load_state(path)
+        restore_training_state(path, state, self.dist, self.engine, self.cfg.train.deepspeed is not None)
         self.step, self.tokens = state["step"], state["tokens"]
-        rng_file = path / f"rng_rank{self.dist.rank}.pt"
-        if rng_file.is_file():
-            set_rng_state(torch.load(rng_file, weights_only=False))  # our own file: numpy state is no tensor
 
     # ------------------------------------------------------------------ reporting
 
