@@ -25,14 +25,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from rlvr.algos.common import PostTrainer, StageConfig, load_causal_lm, load_pairs, stage_main
+from rlvr.algos.common import StageConfig, load_causal_lm, load_pairs, stage_main
 from rlvr.algos.encoding import EncodedPair, EncodeReport
-from rlvr.algos.evaluation import evaluate_policy, pair_batch, pair_logps, sequence_logps
+from rlvr.algos.evaluation import PolicyTrainer, pair_batch, pair_logps, sequence_logps
 from rlvr.tracking import progress
 
 LossType = Literal["dpo_norm", "dpo", "ipo", "simpo"]
@@ -131,7 +131,7 @@ def preference_loss(
 # ---------------------------------------------------------------------- trainer
 
 
-class DPOTrainer(PostTrainer[EncodedPair]):
+class DPOTrainer(PolicyTrainer[EncodedPair]):
     """Preference tuning: dpo_norm (default), dpo, ipo, simpo; cached reference log-probs."""
 
     stage = "dpo"
@@ -231,16 +231,6 @@ class DPOTrainer(PostTrainer[EncodedPair]):
             "rewards/margin": (sums["chosen_rewards"] - sums["rejected_rewards"]) / pairs,
             "rewards/accuracy": sums["correct"] / pairs,
         }
-
-    def evaluate(self) -> dict[str, Any]:
-        return evaluate_policy(
-            self.engine.module,
-            self.tokenizer,
-            self.cfg.eval,
-            self.cfg.data.max_length,
-            self.autocast,
-            out_dir=self.cfg.run_dir,
-        )
 
 
 def main(argv: Sequence[str]) -> int:

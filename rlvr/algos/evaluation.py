@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algos.common import EvalConfig, token_logprobs
+from rlvr.algos.common import EvalConfig, ExampleT, PostTrainer, token_logprobs
 from rlvr.algos.encoding import EncodedPair, encode_pairs, pad_right
 from rlvr.data import load_rows
 from rlvr.generation import chat_prompt, generate
@@ -71,6 +71,21 @@ def preference_accuracy(logps: torch.Tensor) -> dict[str, float]:
     }
 
 
+def verifier_key(row: dict[str, Any]) -> str:
+    """The name a row's score is reported under: its verifier, or several joined by '+' (lower case,
+    as verifier names are matched)."""
+    names = row["dataset"] if isinstance(row["dataset"], list) else [row["dataset"]]
+    return "+".join(str(name).lower() for name in names)
+
+
+def mean_by_verifier(rows: Sequence[dict[str, Any]], values: Sequence[float]) -> dict[str, float]:
+    """The mean of `values` over the rows of each verifier (`verifier_key`), sorted by name."""
+    groups: dict[str, list[float]] = {}
+    for row, value in zip(rows, values, strict=True):
+        groups.setdefault(verifier_key(row), []).append(value)
+    return {name: sum(group) / len(group) for name, group in sorted(groups.items())}
+
+
 def verifiable_accuracy(
     model: Any,
     tokenizer: Any,
@@ -95,17 +110,14 @@ def verifiable_accuracy(
     results = score_batch(
         [{**row, "prediction": c.text} for row, c in zip(rows, completions, strict=True)], workers=workers
     )
-    by_verifier: dict[str, list[float]] = {}
     records = []
     for row, completion, result in zip(rows, completions, results, strict=True):
-        name = row["dataset"] if isinstance(row["dataset"], str) else "+".join(row["dataset"])
-        by_verifier.setdefault(name, []).append(result.score)
         records.append(
             {
                 "prompt": row["messages"][-1]["content"],
                 "response": completion.text,
                 "finished": completion.finished,
-                "dataset": name,
+                "dataset": verifier_key(row),
                 "score": result.score,
                 "timed_out": result.timed_out,
             }
@@ -113,7 +125,7 @@ def verifiable_accuracy(
     scores = [r["score"] for r in records]
     figures = {
         "accuracy": sum(scores) / len(scores),
-        "accuracy_by_verifier": {name: sum(s) / len(s) for name, s in sorted(by_verifier.items())},
+        "accuracy_by_verifier": mean_by_verifier(rows, scores),
         "finished": sum(c.finished for c in completions) / len(completions),
         "timed_out": sum(r.timed_out for r in results),
         "prompts": len(rows),
@@ -162,3 +174,17 @@ def evaluate_policy(
         figures["preference_pairs"] = len(pairs)
         figures["preference_pairs_skipped"] = len(report.skipped)
     return figures
+
+
+class PolicyTrainer(PostTrainer[ExampleT]):
+    """A stage that trains the policy itself (SFT, DPO): its held-out figures are `evaluate_policy`'s."""
+
+    def evaluate(self) -> dict[str, Any]:
+        return evaluate_policy(
+            self.engine.module,
+            self.tokenizer,
+            self.cfg.eval,
+            self.cfg.data.max_length,
+            self.autocast,
+            out_dir=self.cfg.run_dir,
+        )

@@ -19,13 +19,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
 from rlvr.algos.common import (
-    PostTrainer,
     StageConfig,
     load_causal_lm,
     load_training_rows,
@@ -33,7 +32,7 @@ from rlvr.algos.common import (
     token_logprobs,
 )
 from rlvr.algos.encoding import IGNORE_INDEX, EncodedChat, EncodeReport, encode_sft, pack, pad_right
-from rlvr.algos.evaluation import evaluate_policy
+from rlvr.algos.evaluation import PolicyTrainer
 
 Reduction = Literal["sum", "mean"]
 
@@ -76,7 +75,7 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: Reduction) -
 # ---------------------------------------------------------------------- trainer
 
 
-class SFTTrainer(PostTrainer[EncodedChat]):
+class SFTTrainer(PolicyTrainer[EncodedChat]):
     """Supervised fine-tuning on chats, loss on assistant tokens only."""
 
     stage = "sft"
@@ -119,16 +118,6 @@ class SFTTrainer(PostTrainer[EncodedChat]):
             "token_loss": sums["nll"] / max(sums["label_tokens"], 1.0),
             "label_tokens": sums["label_tokens"],
         }
-
-    def evaluate(self) -> dict[str, Any]:
-        return evaluate_policy(
-            self.engine.module,
-            self.tokenizer,
-            self.cfg.eval,
-            self.cfg.data.max_length,
-            self.autocast,
-            out_dir=self.cfg.run_dir,
-        )
 
 
 def main(argv: Sequence[str]) -> int:

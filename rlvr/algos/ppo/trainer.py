@@ -35,6 +35,7 @@ from base_model.config import ScheduleConfig
 from base_model.optim import build_optimizer, lr_at
 from base_model.perf import autocast_dtype
 from rlvr.algos.common import load_causal_lm, load_chat_tokenizer, resolve_checkpoint
+from rlvr.algos.evaluation import mean_by_verifier
 from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.losses import (
     entropy_from_logits,
@@ -52,7 +53,7 @@ from rlvr.algos.ppo.losses import (
 from rlvr.config import load_config
 from rlvr.data import load_rows
 from rlvr.generation import chat_prompt
-from rlvr.rewards import BatchScorer, verifier_name_problems
+from rlvr.rewards import BatchScorer, VerifierResult, verifier_name_problems
 from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync
 from rlvr.tracking import MetricsLogger, prepare_run_dir, progress, truncate_metrics
 
@@ -301,11 +302,7 @@ class PPOTrainer:
         self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Scalar rewards (verifier × `verification_reward`, or the no-EOS penalty) and their metrics."""
-        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
-        results = self.scorer.score(
-            [{"prediction": t, "ground_truth": row["ground_truth"], "dataset": row["dataset"]}
-             for t, row in zip(texts, rows, strict=True)]
-        )  # fmt: skip
+        results = self._verify(rows, samples)
         verifier_scores = torch.tensor([r.score for r in results], dtype=torch.float)
         stopped = torch.tensor([s.finished for s in samples])
         c = self.cfg.reward
@@ -316,12 +313,17 @@ class PPOTrainer:
             "reward": float(scores.mean()),
             "verifier_timeouts": float(sum(r.timed_out for r in results)),
         }
-        by_name: dict[str, list[float]] = defaultdict(list)
-        for row, result in zip(rows, results, strict=True):
-            by_name[_verifier_key(row)].append(result.score)
-        for name, values in sorted(by_name.items()):
-            metrics[f"correct_rate/{name}"] = sum(v == 1 for v in values) / len(values)
+        correct = [float(r.score == 1) for r in results]
+        metrics.update({f"correct_rate/{name}": v for name, v in mean_by_verifier(rows, correct).items()})
         return scores, metrics
+
+    def _verify(self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]) -> list[VerifierResult]:
+        """Each sample's verifier result against its row's label."""
+        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
+        return self.scorer.score(
+            [{"prediction": t, "ground_truth": row["ground_truth"], "dataset": row["dataset"]}
+             for t, row in zip(texts, rows, strict=True)]
+        )  # fmt: skip
 
     def collate(self, prompts: Sequence[Prompt], samples: Sequence[Sample], scores: torch.Tensor) -> Batch:
         n = self.cfg.rollout.samples_per_prompt
@@ -478,17 +480,9 @@ class PPOTrainer:
         """Greedy held-out accuracy, overall and per verifier."""
         samples = self.sample(self.test_prompts, 0.0, n=1, seed=0, max_tokens=self.cfg.train.eval_max_tokens)
         rows = [p.row for p in self.test_prompts]
-        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
-        results = self.scorer.score(
-            [{"prediction": t, "ground_truth": row["ground_truth"], "dataset": row["dataset"]}
-             for t, row in zip(texts, rows, strict=True)]
-        )  # fmt: skip
-        metrics = {"eval/accuracy": sum(r.score for r in results) / len(results)}
-        by_name: dict[str, list[float]] = defaultdict(list)
-        for row, result in zip(rows, results, strict=True):
-            by_name[_verifier_key(row)].append(result.score)
-        for name, values in sorted(by_name.items()):
-            metrics[f"eval/accuracy/{name}"] = sum(values) / len(values)
+        scores = [r.score for r in self._verify(rows, samples)]
+        metrics = {"eval/accuracy": sum(scores) / len(scores)}
+        metrics.update({f"eval/accuracy/{name}": v for name, v in mean_by_verifier(rows, scores).items()})
         return metrics
 
     # ------------------------------------------------------------------ helpers
@@ -565,11 +559,6 @@ def _accumulate(totals: dict[str, float], key: str, value: float, weight: float)
         totals[key] = EXTREMES[key](totals.get(key, value), value)
     else:
         totals[key] = totals.get(key, 0.0) + value * weight
-
-
-def _verifier_key(row: dict[str, Any]) -> str:
-    names = row["dataset"] if isinstance(row["dataset"], list) else [row["dataset"]]
-    return "+".join(str(n).lower() for n in names)
 
 
 def _step_of(path: Path) -> int:
