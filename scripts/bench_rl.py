@@ -93,7 +93,8 @@ def rlvr_trainer(args: argparse.Namespace, work: Path, prompts_file: Path, check
         "data": {"train": [str(prompts_file)], "max_prompt_tokens": MAX_PROMPT_TOKENS},
         "rollout": {"backend": "vllm", "prompts_per_step": args.prompts, "samples_per_prompt": args.group,
                     "max_response_tokens": args.max_tokens, "max_total_tokens": total_tokens, "temperature": 1.0,
-                    "vllm": {"gpu_memory_utilization": 0.1, "max_model_len": total_tokens}},
+                    "vllm": {"gpu_memory_utilization": 0.1, "max_model_len": total_tokens},
+                    "async_steps": args.async_steps},
         "reward": {"verification_reward": VERIFICATION_REWARD},
         "kl": {"beta": BETA, "estimator": "k3", "placement": "loss"},
         "loss": {"epochs": 1, "minibatches": 1},
@@ -264,6 +265,10 @@ def main() -> None:
     parser.add_argument(
         "--bf16", action="store_true", help="bf16 autocast for both trainers (weights stay fp32)"
     )
+    parser.add_argument(
+        "--async-steps", type=int, choices=(0, 1), default=0,
+        help="rlvr's rollout.async_steps: 1 samples the next batch while this one trains",
+    )  # fmt: skip
     parser.add_argument("--checkpoint", help="a trained rlvr checkpoint instead of a random model")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
@@ -285,8 +290,7 @@ def main() -> None:
             rlvr = bench_rlvr(trainer, args.steps)
             engines = bench_engines(trainer, args.repeats)
         finally:
-            trainer.scorer.close()
-            trainer.engine.close()
+            trainer.close()
         print(f"rlvr done, load average {os.getloadavg()[0]:.2f}")
     report(trl, rlvr, engines)
     if args.json:

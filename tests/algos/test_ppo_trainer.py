@@ -84,10 +84,15 @@ def test_grpo_is_the_same_loop_without_a_value_model(
         ppo_cfg(tmp_path, suite, base_checkpoint, {"algo": "grpo", "rollout": {"samples_per_prompt": 1}})
 
 
-def test_killed_run_resumes_exactly(tmp_path: Path, suite: Path, base_checkpoint: Path, monkeypatch) -> None:
-    straight = ppo_cfg(tmp_path, suite, base_checkpoint, {"name": "straight"})
+@pytest.mark.parametrize("async_steps", [0, 1])
+def test_killed_run_resumes_exactly(
+    tmp_path: Path, suite: Path, base_checkpoint: Path, monkeypatch, async_steps: int
+) -> None:
+    """With async_steps 1 the checkpoint at step 2 holds the look-ahead batch sampled for step 2."""
+    rollout = {"rollout": {"async_steps": async_steps}}
+    straight = ppo_cfg(tmp_path, suite, base_checkpoint, {"name": "straight", **rollout})
     train(straight)
-    interrupted = ppo_cfg(tmp_path, suite, base_checkpoint, {"name": "interrupted"})
+    interrupted = ppo_cfg(tmp_path, suite, base_checkpoint, {"name": "interrupted", **rollout})
     real_step = PPOTrainer.train_step
 
     def dies_at_step_3(self: PPOTrainer) -> dict[str, float]:
@@ -111,6 +116,28 @@ def test_killed_run_resumes_exactly(tmp_path: Path, suite: Path, base_checkpoint
         want = load_file(str(straight.run_dir / "checkpoints" / final.name / part / "model.safetensors"))
         for name, tensor in want.items():
             torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("async_steps", [0, 1])
+def test_async_steps_sample_each_batch_one_update_behind(
+    tmp_path: Path, suite: Path, base_checkpoint: Path, monkeypatch, async_steps: int
+) -> None:
+    drawn: list[tuple[int, int]] = []  # (step the batch is for, policy step of the engine's weights)
+    real_sample = PPOTrainer._timed_sample
+
+    def recording(self: PPOTrainer, prompts: Any, step: int) -> Any:
+        drawn.append((step, self.engine_step))
+        return real_sample(self, prompts, step)
+
+    monkeypatch.setattr(PPOTrainer, "_timed_sample", recording)
+    cfg = ppo_cfg(tmp_path, suite, base_checkpoint, {"rollout": {"async_steps": async_steps},
+                                                     "train": {"eval_every": 100, "eval_at_start": False}})  # fmt: skip
+    train(cfg)
+    steps = range(4)
+    behind = [max(step - 1, 0) for step in steps] if async_steps else list(steps)
+    assert drawn == list(zip(steps, behind, strict=True))
+    metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
+    assert all(m["rollout_wait_seconds"] >= 0 and m["gen_tokens_per_s"] > 0 for m in metrics)
 
 
 def test_long_prompts_are_counted_and_unknown_verifiers_stop_the_run(

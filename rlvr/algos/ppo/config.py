@@ -48,6 +48,11 @@ class RolloutConfig:
     """Max per-token log-prob gap between engine and trainer on the probe after a sync (fp32 both sides)."""
     probe: str = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42."
     """The fixed text whose log-probs are compared after every weight sync."""
+    async_steps: Literal[0, 1] = 0
+    """0: each batch is sampled with the current weights (on-policy). 1: the engine samples the next
+    batch while this one trains, so generation and training overlap and each batch is one optimizer
+    step stale (the ratio's old log-probs are still the trainer's at the start of the update). The
+    transformers backend then samples from its own copy of the policy."""
 
 
 @dataclass
@@ -102,6 +107,9 @@ class PPOTrainConfig:
     eval_at_start: bool = True
     """Also evaluate the starting policy (logged at step 0), so one run shows the gain."""
     resume: bool = True
+    threads: int | None = None
+    """torch threads of the trainer (None: torch's default). On a CPU with `rollout.async_steps: 1`,
+    1 leaves the other core to the vLLM worker that samples meanwhile."""
 
 
 @dataclass

@@ -3,13 +3,20 @@
 One `train_step` is one rollout batch:
 
 1. `next_prompts`: the step's prompts, a pure function of (seed, step) — resume needs nothing else.
-2. `sample`: `samples_per_prompt` responses per prompt from the engine (vLLM or transformers).
+2. `rollout`: `samples_per_prompt` responses per prompt from the engine (vLLM or transformers) —
+   sampled now, or with `rollout.async_steps: 1` sampled during the previous step's update.
 3. `score`: verifier rewards through `BatchScorer`; no-EOS responses get the penalty instead.
 4. `forward_batch`: with the weights that sampled, the trainer's log-probs (temperature-scaled),
    the reference's log-probs, and the values (PPO) of every response token.
 5. `advantages`: PPO — KL in the per-token reward, GAE, whitening; GRPO — group-relative scores.
 6. `optimize`: `loss.epochs` passes × `loss.minibatches` optimizer steps, micro-batched.
-7. `sync`: the new policy weights into the engine, verified on the probe (`rlvr.rollout`).
+7. `sync`: the new policy weights into the engine, verified on the probe (`rlvr.rollout`), once per
+   step, before the engine next samples.
+
+With `async_steps: 1` a background thread drives the engine: right after the sync at the start of
+step k it starts sampling step k+1's batch, which overlaps step k's scoring, forwards and updates
+(vLLM computes in its own worker process, so the two really run side by side). A checkpoint stores
+that look-ahead batch, so a resumed run trains on the very samples the killed one had drawn.
 
 Sequences are laid out `[left-padded prompt | right-padded response]`, so response token t sits at
 column `P + t` for every row and its log-prob comes from the logits at column `P + t − 1`; position
@@ -18,12 +25,14 @@ ids skip the left padding, so RoPE positions equal the engine's.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +153,8 @@ class PPOTrainer:
         loss = cfg.loss
         self.old_from_update = loss.epochs == 1 and loss.minibatches == 1 and cfg.kl.placement == "loss"
 
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         self.policy = load_causal_lm(cfg.policy, cfg.train.attention).to(self.device).train()
         self.reference = load_causal_lm(cfg.policy, cfg.train.attention).to(self.device).eval()
@@ -154,12 +165,18 @@ class PPOTrainer:
             self.optimizers.append(build_optimizer(self.value, cfg.optim))
         self.probe = self.tokenizer(r.probe, add_special_tokens=False)["input_ids"]
 
+        self._lookahead = ThreadPoolExecutor(1, thread_name_prefix="rollout") if r.async_steps else None
+        self._pending: Future[tuple[list[Sample], float]] | None = None
+        """The next step's batch being sampled (async_steps 1): samples and the seconds they took."""
+
         checkpoints = sorted((p for p in self.ckpt_dir.glob("step*") if _step_of(p) >= 0), key=_step_of)
         checkpoints = checkpoints if cfg.train.resume else []
         self.resumed_from = checkpoints[-1] if checkpoints else None
         if self.resumed_from is not None:
             self.load_checkpoint(self.resumed_from)
         self.engine: Engine = self._build_engine()
+        self.engine_step = self.step if isinstance(self.engine, HFEngine) else 0
+        """The policy step whose weights the engine holds (a vLLM engine starts from `cfg.policy`)."""
         self.scorer = BatchScorer(cfg.reward.workers, cfg.reward.verifier_options)
 
         prepare_run_dir(cfg)
@@ -199,11 +216,10 @@ class PPOTrainer:
 
     def _build_engine(self) -> Engine:
         if self.cfg.rollout.backend == "hf":
-            return HFEngine(self.policy, self.tokenizer, self.autocast)
-        engine = VLLMEngine(self.cfg.policy, self.cfg.rollout.vllm, seed=self.cfg.seed)
-        if self.resumed_from is not None:  # the engine starts from the DPO weights: bring it to the run's
-            timed_sync(engine, self.policy, self.probe, self.cfg.rollout.sync_tolerance)
-        return engine
+            # sampling alongside the update needs weights the update does not change under it
+            model = copy.deepcopy(self.policy) if self._lookahead else self.policy
+            return HFEngine(model, self.tokenizer, self.autocast)
+        return VLLMEngine(self.cfg.policy, self.cfg.rollout.vllm, seed=self.cfg.seed)
 
     # ------------------------------------------------------------------ the loop
 
@@ -227,16 +243,21 @@ class PPOTrainer:
                 if self.step % cfg.train.save_every == 0 or self.step == self.max_steps:
                     last_saved = self.save_checkpoint()
         finally:
-            self.scorer.close()
-            self.engine.close()
-            self.logger.close()
+            self.close()
         return last_saved or self.ckpt_dir / f"step{self.step}"
+
+    def close(self) -> None:
+        """Stop the look-ahead sampling, the verifier workers, the engine and the metrics log."""
+        if self._lookahead is not None:
+            self._lookahead.shutdown(wait=True, cancel_futures=True)
+        self.scorer.close()
+        self.engine.close()
+        self.logger.close()
 
     def train_step(self) -> dict[str, float]:
         started = time.perf_counter()
         prompts = self.next_prompts(self.step)
-        samples = self.sample(prompts, self.cfg.rollout.temperature, self.cfg.rollout.samples_per_prompt,
-                              seed=self.cfg.seed * 1_000_003 + self.step)  # fmt: skip
+        samples, sample_seconds, sync_metrics = self.rollout(prompts)
         generated = time.perf_counter()
         rows = [p.row for p in prompts for _ in range(self.cfg.rollout.samples_per_prompt)]
         scores, score_metrics = self.score(rows, samples)
@@ -245,7 +266,6 @@ class PPOTrainer:
         advantages, returns, reward_metrics = self.advantages(batch, old)
         update_metrics = self.optimize(batch, old, advantages, returns)
         trained = time.perf_counter()
-        sync_metrics = self.sync()
         response_tokens = float(batch.response_mask.sum())
         lengths = batch.response_mask.sum(1)
         return {
@@ -261,7 +281,8 @@ class PPOTrainer:
                          * batch.response_mask).sum(1).mean()),
             "logprob_gap_mean": float(masked_mean((old["logprobs"] - batch.engine_logprobs).abs(), batch.response_mask)),
             "logprob_gap_max": float(((old["logprobs"] - batch.engine_logprobs).abs() * batch.response_mask).max()),
-            "gen_tokens_per_s": response_tokens / max(generated - started, 1e-9),
+            "gen_tokens_per_s": response_tokens / max(sample_seconds, 1e-9),
+            "rollout_wait_seconds": generated - started,
             "train_tokens_per_s": float(batch.attention_mask.sum()) * self.cfg.loss.epochs
             / max(trained - generated, 1e-9),
             "step_seconds": time.perf_counter() - started,
@@ -277,6 +298,36 @@ class PPOTrainer:
             epoch, offset = divmod(k, n)
             picked.append(self.prompts[self._epoch_order(epoch)[offset]])
         return picked
+
+    def rollout(self, prompts: Sequence[Prompt]) -> tuple[list[Sample], float, dict[str, float]]:
+        """This step's samples, the engine's seconds for them, and the sync's metrics. On-policy: sync,
+        then sample. async_steps 1: take the batch sampled during the last update, sync, and start
+        sampling the next step's batch before returning."""
+        if self._pending is None:
+            sync_metrics = self.sync()
+            samples, seconds = self._timed_sample(prompts, self.step)
+        else:
+            (samples, seconds), self._pending = self._pending.result(), None
+            sync_metrics = {}
+        if self._lookahead is not None and self.step + 1 < self.max_steps:
+            sync_metrics.update(self.sync())
+            self._pending = self._lookahead.submit(
+                self._timed_sample, self.next_prompts(self.step + 1), self.step + 1
+            )
+        return samples, seconds, sync_metrics
+
+    def _timed_sample(self, prompts: Sequence[Prompt], step: int) -> tuple[list[Sample], float]:
+        start = time.perf_counter()
+        r = self.cfg.rollout
+        samples = self.sample(
+            prompts, r.temperature, r.samples_per_prompt, seed=self.cfg.seed * 1_000_003 + step
+        )
+        return samples, time.perf_counter() - start
+
+    def _engine_idle(self) -> None:
+        """Wait until the look-ahead batch is sampled (its result stays pending for the next step)."""
+        if self._pending is not None:
+            self._pending.result()
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order is None or self._order[0] != epoch:
@@ -471,13 +522,21 @@ class PPOTrainer:
         return sums
 
     def sync(self) -> dict[str, float]:
-        if isinstance(self.engine, HFEngine):  # samples come from the policy itself
+        """The current policy weights into the engine, verified on the probe; nothing when it has them."""
+        if self.engine_step == self.step:
             return {}
-        return timed_sync(self.engine, self.policy, self.probe, self.cfg.rollout.sync_tolerance)
+        if isinstance(self.engine, HFEngine) and self.engine.model is self.policy:
+            metrics: dict[str, float] = {}  # the engine samples from the policy itself
+        else:
+            metrics = timed_sync(self.engine, self.policy, self.probe, self.cfg.rollout.sync_tolerance)
+        self.engine_step = self.step
+        return metrics
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Greedy held-out accuracy, overall and per verifier."""
+        self._engine_idle()
+        self.sync()
         samples = self.sample(self.test_prompts, 0.0, n=1, seed=0, max_tokens=self.cfg.train.eval_max_tokens)
         rows = [p.row for p in self.test_prompts]
         scores = [r.score for r in self._verify(rows, samples)]
@@ -520,8 +579,14 @@ class PPOTrainer:
         save_model(self.policy, self.tokenizer, tmp / "policy")
         if self.value is not None:
             save_model(self.value, self.tokenizer, tmp / "value")
+        pending = self._pending.result() if self._pending is not None else None
         torch.save(
-            {"step": self.step, "optimizers": [o.state_dict() for o in self.optimizers], "rng": rng_state()},
+            {
+                "step": self.step,
+                "optimizers": [o.state_dict() for o in self.optimizers],
+                "rng": rng_state(),
+                "pending": None if pending is None else ([asdict(s) for s in pending[0]], pending[1]),
+            },
             tmp / STATE_FILE,
         )
         tmp.rename(path)  # complete or absent: a kill mid-save leaves only the .tmp folder
@@ -538,6 +603,10 @@ class PPOTrainer:
             optimizer.load_state_dict(saved)
         self.step = state["step"]
         set_rng_state(state["rng"])
+        if state.get("pending") is not None:  # the look-ahead batch the run had sampled for this step
+            samples, seconds = state["pending"]
+            self._pending = Future()
+            self._pending.set_result(([Sample(**s) for s in samples], seconds))
 
     def _announce(self) -> None:
         cfg = self.cfg
