@@ -10,6 +10,13 @@ soup (the base model) → sft → dpo → rm → ppo. The base, SFT, DPO and PPO
 held-out figures (verifiable `accuracy`, `accuracy_by_verifier`, `preference_accuracy`), so each
 stage's gain reads off pipeline.json; the rm record holds its held-out `pairwise_accuracy` and
 `margin`. The eval stage is listed in `stages` and reported as not built yet until its issue lands.
+
+After every run (a re-run that skips every stage included) `rlvr.report` writes `summary.json`,
+`report.md` and `plots/` into the run directory; `rlvr pipeline report --run runs/<name>` rebuilds them.
+
+Real scale (`configs/pipeline/olmo2_7b.yaml`): `base` names a released base model to post-train and
+`data_source: stage_configs` keeps the data and held-out sets each stage's own config names (hub
+datasets) instead of pointing the stages at the synthetic suite.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rlvr.config import load_config
 from rlvr.synth import SynthConfig, write_suite
@@ -55,6 +62,13 @@ class PipelineConfig(RunConfig):
     rm: StageFile = field(default_factory=lambda: StageFile("configs/rm/tiny.yaml"))
     ppo: StageFile = field(default_factory=lambda: StageFile("configs/ppo/tiny.yaml"))
     """Starts from the dpo stage's checkpoint with the value model from the rm stage's."""
+    data_source: Literal["synthetic", "stage_configs"] = "synthetic"
+    """synthetic: every stage trains and is measured on the suite the data stage writes; stage_configs:
+    every stage keeps the data and held-out sets its own config names (hub datasets at real scale) —
+    the stages up to soup then do not apply, so `base` must be set."""
+    base: str | None = None
+    """A base model (path or hub name, e.g. allenai/OLMo-2-1124-7B) SFT starts from instead of the soup
+    stage's; pretrain, anneal and soup then do not apply."""
     stages: list[str] = field(
         default_factory=lambda: [
             "data",
@@ -77,6 +91,14 @@ class PipelineConfig(RunConfig):
             raise ValueError(f"unknown stage(s) {unknown}; stages are {', '.join([*STAGES, *PLANNED])}")
         if self.anneal_ingredients < 1:
             raise ValueError("anneal_ingredients must be at least 1")
+        if self.data_source == "stage_configs" and not self.base:
+            raise ValueError("data_source stage_configs needs base: the model SFT starts from")
+        if self.base:  # nothing builds a base model, and with the stage configs' data nothing is synthesised
+            unused = BASE_STAGES if self.data_source == "stage_configs" else ("pretrain", "anneal", "soup")
+            if clash := [s for s in self.stages if s in unused]:
+                raise ValueError(
+                    f"stage(s) {clash} do not apply with base {self.base} and data_source {self.data_source}"
+                )
 
 
 @dataclass
@@ -184,17 +206,19 @@ def run_soup(ctx: Context) -> dict[str, Any]:
 
 
 def _stage_args(
-    ctx: Context, name: str, init_from: Path, train_file: str, eval_files: Sequence[str]
+    ctx: Context, name: str, init_from: str | Path, train_file: str, eval_files: Sequence[str]
 ) -> list[str]:
-    """Overrides pointing a post-training stage's paths into the pipeline's run directory."""
+    """Overrides pointing a post-training stage's paths into the pipeline's run directory (and its data
+    at the synthetic suite, unless the stage configs name the data)."""
     data = ctx.path("data")
+    synthetic = ctx.cfg.data_source == "synthetic"
     return [
         f"--runs_root={ctx.run_dir}",
         f"--name={name}",
         f"--seed={ctx.cfg.seed}",
         f"--init_from={init_from}",
-        f"--data.train=[{data / train_file}]",
-        *(f"--eval.{split}={data / (split + '.jsonl')}" for split in eval_files),
+        *([f"--data.train=[{data / train_file}]"] if synthetic else []),
+        *(f"--eval.{split}={data / (split + '.jsonl')}" for split in eval_files if synthetic),
         f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
     ]
 
@@ -209,6 +233,8 @@ def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
 
     extra = _stage_args(ctx, "eval", checkpoint, "sft_train.jsonl", ["rlvr_test", "prefs_test"])
     cfg = load_config(SFTConfig, ctx.cfg.sft.config, [*extra, *ctx.cfg.sft.overrides])
+    if not (cfg.eval.rlvr_test or cfg.eval.prefs_test):
+        return {}  # the sft config names no held-out sets: nothing to measure
     model = load_causal_lm(str(checkpoint), cfg.train.attention)
     autocast = autocast_dtype(cfg.train.precision, next(model.parameters()).device)
     return evaluate_policy(
@@ -217,7 +243,7 @@ def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
 
 
 def _post_train(
-    ctx: Context, stage: str, init_from: Path, train_file: str, eval_files: Sequence[str]
+    ctx: Context, stage: str, init_from: str | Path, train_file: str, eval_files: Sequence[str]
 ) -> dict[str, Any]:
     """One `rlvr sft|dpo|rm` run inside the pipeline's run directory; its checkpoint and held-out figures."""
     from rlvr.algos import dpo, reward_model, sft
@@ -237,9 +263,8 @@ def _post_train(
 
 
 def run_sft(ctx: Context) -> dict[str, Any]:
-    return _post_train(
-        ctx, "sft", ctx.path(ctx.done["soup"]["checkpoint"]), "sft_train.jsonl", ["rlvr_test", "prefs_test"]
-    )
+    base = ctx.cfg.base or ctx.path(ctx.done["soup"]["checkpoint"])
+    return _post_train(ctx, "sft", base, "sft_train.jsonl", ["rlvr_test", "prefs_test"])
 
 
 def run_dpo(ctx: Context) -> dict[str, Any]:
@@ -265,10 +290,11 @@ def run_ppo(ctx: Context) -> dict[str, Any]:
         f"--seed={ctx.cfg.seed}",
         f"--policy={ctx.path(ctx.done['dpo']['checkpoint'])}",
         f"--reward_model={ctx.path(ctx.done['rm']['checkpoint'])}",
-        f"--data.train=[{ctx.path('data', 'rlvr_train.jsonl')}]",
-        "--data.test=[]",  # measured below, on the same prompts and settings as every other stage
         f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
     ]
+    if ctx.cfg.data_source == "synthetic":
+        # no test prompts: the policy is measured below, on the same prompts and settings as every other stage
+        extra += [f"--data.train=[{ctx.path('data', 'rlvr_train.jsonl')}]", "--data.test=[]"]
     cfg = load_config(PPOConfig, ctx.cfg.ppo.config, [*extra, *ctx.cfg.ppo.overrides])
     policy = train(cfg) / "policy"
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
@@ -292,6 +318,8 @@ STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "rm": run_rm,
     "ppo": run_ppo,
 }
+BASE_STAGES = ("data", "tokenizer", "tokens", "pretrain", "anneal", "soup")
+"""The stages that make the base model (their seconds add up to the base model's in summary.json)."""
 PLANNED = {"eval": 7}
 """Stages named in the recipe whose implementation has not landed: stage -> issue number."""
 
@@ -325,12 +353,21 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
         done[stage] = record
         _save_state(state_path, done)
         print(f"pipeline: {stage}: finished in {record['seconds']:.0f} s", file=sys.stderr)
+    from rlvr.report import write_report
+
+    print(f"pipeline: report: {write_report(run_dir)}", file=sys.stderr)
     return done
 
 
 def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["report"]:  # `rlvr pipeline report --run runs/<name>`: rebuild a run's report
+        from rlvr.report import main as report_main
+
+        return report_main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="rlvr pipeline", description="Run the recipe's stages from one config."
+        prog="rlvr pipeline",
+        description="Run the recipe's stages from one config.",
+        epilog="rlvr pipeline report --run runs/<name>: rebuild a run's summary.json, report.md and plots/.",
     )
     parser.add_argument("--config", required=True, help="e.g. configs/pipeline/tiny.yaml")
     args, overrides = parser.parse_known_args(argv)
