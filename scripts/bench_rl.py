@@ -1,7 +1,8 @@
 """GRPO speed, rlvr vs TRL, and rollout speed, vLLM engine vs transformers engine — one run, side by side.
 
     .venv/bin/python scripts/bench_rl.py [--steps 5] [--prompts 4] [--group 8] [--max-tokens 128]
-                                         [--repeats 3] [--threads N] [--bf16] [--checkpoint PATH] [--json OUT]
+                                         [--repeats 3] [--engine-prompts N] [--threads N] [--bf16]
+                                         [--async-steps 0|1] [--checkpoint PATH] [--json OUT]
 
 What is measured (issue #6, "Speed"):
 
@@ -18,7 +19,12 @@ What is measured (issue #6, "Speed"):
    (warm-up) step are excluded. Completion tokens per step are counted on both sides (a random
    model rarely emits EOS, so both normally generate the full budget).
 2. **Rollout tokens/s**: `VLLMEngine.sample` vs `HFEngine.sample` (rlvr's two engines) on the same
-   prompts and shape, `--repeats` timed calls each after one warm-up call; medians.
+   prompts and shape, `--repeats` timed calls each after one warm-up call; medians. `--engine-prompts N`
+   adds the same comparison on a larger batch (N prompts × group), where vLLM's batching pays more.
+
+`--async-steps 1` runs rlvr with `rollout.async_steps: 1`: the vLLM worker samples the next batch
+while the trainer updates on this one (one step off-policy, as open-instruct's async mode). With
+`--threads 1` the trainer and the vLLM worker each get one of the two cores.
 
 Default model: a randomly initialised ≈11M-parameter OLMo 2 (d_model 384, 6 layers, 6 heads, SwiGLU
 1024, vocab 1024) with a byte-level BPE trained on the synthetic suite; `--checkpoint` uses a trained
@@ -140,10 +146,13 @@ def bench_rlvr(trainer: PPOTrainer, steps: int) -> dict[str, Any]:
     }
 
 
-def bench_engines(trainer: PPOTrainer, repeats: int) -> list[dict[str, Any]]:
-    """rlvr's vLLM engine vs its transformers engine on the first step's prompts."""
+def bench_engines(trainer: PPOTrainer, repeats: int, n_prompts: int) -> list[dict[str, Any]]:
+    """rlvr's vLLM engine vs its transformers engine on the run's first `n_prompts` prompts."""
     cfg = trainer.cfg.rollout
-    prompts = [p.ids for p in trainer.next_prompts(0)]
+    per_step = cfg.prompts_per_step
+    prompts = [p.ids for step in range(-(-n_prompts // per_step)) for p in trainer.next_prompts(step)][
+        :n_prompts
+    ]
     engines: dict[str, Engine] = {
         "vLLM engine": trainer.engine,
         "transformers engine": HFEngine(trainer.policy, trainer.tokenizer),
@@ -161,7 +170,7 @@ def bench_engines(trainer: PPOTrainer, repeats: int) -> list[dict[str, Any]]:
             if seed:
                 rates.append(count / elapsed)
                 tokens.append(count)
-        results.append({"engine": name, "calls": repeats, "tokens_per_call": statistics.mean(tokens),
+        results.append({"engine": name, "prompts": n_prompts, "calls": repeats, "tokens_per_call": statistics.mean(tokens),
                         "tokens_per_s": statistics.median(rates), "all_tokens_per_s": rates})  # fmt: skip
     return results
 
@@ -243,13 +252,13 @@ def report(trl: dict[str, Any], rlvr: dict[str, Any], engines: list[dict[str, An
     step = rlvr["seconds_per_step"]
     parts = ", ".join(f"{k} {v:.2f}s ({v / step:.0%})" for k, v in rlvr["profile_seconds"].items())
     print(f"rlvr step, mean per timed step: {parts}")
-    print(f"\n{'engine':<34} {'calls':>5} {'tokens/s':>11} {'tokens/call':>16}")
+    print(f"\n{'engine':<34} {'prompts':>7} {'calls':>5} {'tokens/s':>11} {'tokens/call':>16}")
     for row in engines:
-        print(
-            f"{row['engine']:<34} {row['calls']:>5} {row['tokens_per_s']:>11,.0f} {row['tokens_per_call']:>16,.0f}"
-        )
-    vllm, hf = (row["tokens_per_s"] for row in engines)
-    print(f"ratio vLLM / transformers tokens/s: {vllm / hf:.2f}x (target >= 2x)")
+        print(f"{row['engine']:<34} {row['prompts']:>7} {row['calls']:>5} {row['tokens_per_s']:>11,.0f} "
+              f"{row['tokens_per_call']:>16,.0f}")  # fmt: skip
+    for vllm, hf in zip(engines[::2], engines[1::2], strict=True):
+        print(f"ratio vLLM / transformers tokens/s at {vllm['prompts']} prompts × group: "
+              f"{vllm['tokens_per_s'] / hf['tokens_per_s']:.2f}x (target >= 2x)")  # fmt: skip
 
 
 def main() -> None:
@@ -260,6 +269,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128, help="max completion tokens")
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed calls per engine in the rollout benchmark"
+    )
+    parser.add_argument(
+        "--engine-prompts",
+        type=int,
+        help="also time the engines on this many prompts × group (a larger batch)",
     )
     parser.add_argument("--threads", type=int, help="torch threads of this process (default: torch's choice)")
     parser.add_argument(
@@ -288,7 +302,8 @@ def main() -> None:
         print(f"TRL done, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
         try:
             rlvr = bench_rlvr(trainer, args.steps)
-            engines = bench_engines(trainer, args.repeats)
+            engines = [row for n in sorted({args.prompts, args.engine_prompts or args.prompts})
+                       for row in bench_engines(trainer, args.repeats, n)]  # fmt: skip
         finally:
             trainer.close()
         print(f"rlvr done, load average {os.getloadavg()[0]:.2f}")

@@ -1,5 +1,5 @@
-"""SFT on 2 CPU processes (torchrun, gloo): DDP and DeepSpeed ZeRO-2 reproduce the single-process run,
-and a ZeRO-2 run resumed from its checkpoint continues it exactly."""
+"""SFT, DPO and reward-model training on 2 CPU processes (torchrun, gloo): DDP and DeepSpeed ZeRO-2
+reproduce the single-process run, and a ZeRO-2 run resumed from its checkpoint continues it exactly."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from rlvr.algos.common import run_stage
+from rlvr.algos.dpo import DPOConfig, DPOTrainer
+from rlvr.algos.reward_model import RewardModelConfig, RewardModelTrainer
 from rlvr.algos.sft import SFTConfig, SFTTrainer
 from rlvr.config import save_config
 from rlvr.tracking import read_metrics
@@ -19,33 +21,42 @@ from rlvr.tracking import read_metrics
 ZERO2 = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / "zero2.json"
 
 
-def torchrun(cfg: Any, tmp_path: Path, *overrides: str) -> None:
+def torchrun(cfg: Any, tmp_path: Path, command_name: str, *overrides: str) -> None:
     config = tmp_path / f"{cfg.name}.yaml"
     save_config(cfg, config)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += ["-m", "rlvr.cli", "sft", "--config", str(config), *overrides]
+    command += ["-m", "rlvr.cli", command_name, "--config", str(config), *overrides]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
 
 
+STAGES = {
+    "sft": (SFTConfig, SFTTrainer),
+    "dpo": (DPOConfig, DPOTrainer),
+    "rm": (RewardModelConfig, RewardModelTrainer),
+}
+
+
 @pytest.mark.slow
-def test_two_processes_match_one(stage_cfg: Callable[..., Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_two_processes_match_one(stage_cfg: Callable[..., Any], tmp_path: Path, stage: str) -> None:
+    config_cls, trainer_cls = STAGES[stage]
     # A constant LR, so "2 steps, then resume to 4" is the same schedule as "4 steps".
     updates = {
         "optim": {"schedule": "constant", "warmup_ratio": 0.0},
         "train": {"max_steps": 4, "batch_size": 8, "micro_batch_size": 2, "save_every": 2},
     }
-    single = stage_cfg(SFTConfig, {"name": "single", **updates})
-    run_stage(SFTTrainer, single)
+    single = stage_cfg(config_cls, {"name": "single", **updates})
+    run_stage(trainer_cls, single)
     expected = read_metrics(single.run_dir / "metrics.jsonl")
 
-    ddp = stage_cfg(SFTConfig, {"name": "ddp", **updates})
-    torchrun(ddp, tmp_path)
+    ddp = stage_cfg(config_cls, {"name": "ddp", **updates})
+    torchrun(ddp, tmp_path, stage)
     zero2 = stage_cfg(
-        SFTConfig, {"name": "zero2", **updates, "train": {**updates["train"], "deepspeed": str(ZERO2)}}
+        config_cls, {"name": "zero2", **updates, "train": {**updates["train"], "deepspeed": str(ZERO2)}}
     )
-    torchrun(zero2, tmp_path, "--train.max_steps=2")
-    torchrun(zero2, tmp_path)  # resumes from step 2
+    torchrun(zero2, tmp_path, stage, "--train.max_steps=2")
+    torchrun(zero2, tmp_path, stage)  # resumes from step 2
     for cfg in (ddp, zero2):
         records = read_metrics(cfg.run_dir / "metrics.jsonl")
         assert [r["step"] for r in records] == [1, 2, 3, 4], cfg.name
