@@ -32,7 +32,7 @@ COMMANDS: dict[str, Command] = {
     "dpo": Command("preference tuning: dpo_norm, dpo, ipo, simpo", "rlvr.algos.dpo:main", 5),
     "rm": Command("train a Bradley-Terry reward model", "rlvr.algos.reward_model:main", 5),
     "ppo": Command("PPO / GRPO with verifiable rewards, vLLM rollouts", "rlvr.algos.ppo.trainer:main", 6),
-    "eval": Command("sample, verify, report pass@1 / pass@k / maj@k", None, 7),
+    "eval": Command("sample, verify, report pass@1 / pass@k / maj@k", "rlvr.eval:main", 7),
     "verify": Command("score predictions with the verifiers", "rlvr.rewards.cli:main", 4),
     "pipeline": Command("every stage from one config (what make demo runs)", "rlvr.pipeline:main", 7),
 }
