@@ -5,11 +5,13 @@ finishes; a re-run skips recorded stages, and a stage killed mid-way resumes fro
 checkpoint. Stage settings come from the stage's own YAML file (the same file its command uses)
 plus overrides, and the pipeline points every path inside its run directory.
 
-Stages so far: data → tokenizer → tokens → pretrain (stage 1) → anneal (stage-2 ingredients) →
-soup (the base model) → sft → dpo → rm → ppo. The base, SFT, DPO and PPO records hold the same
-held-out figures (verifiable `accuracy`, `accuracy_by_verifier`, `preference_accuracy`), so each
+Stages: data → tokenizer → tokens → pretrain (stage 1) → anneal (stage-2 ingredients) → soup (the
+base model) → sft → dpo → rm → ppo → eval. The base, SFT, DPO and PPO records hold the same held-out
+figures (greedy verifiable `accuracy`, `accuracy_by_verifier`, `preference_accuracy`), so each
 stage's gain reads off pipeline.json; the rm record holds its held-out `pairwise_accuracy` and
-`margin`. The eval stage is listed in `stages` and reported as not built yet until its issue lands.
+`margin`. The eval stage runs `rlvr eval` (vLLM sampling, `evaluation.n` samples per prompt) on every
+policy checkpoint — the synthetic test prompts plus any `evaluation.extra_data` files (e.g. the real
+GSM8K / MATH-500 / IFEval files) — and records pass@1 / pass@k / maj@k per checkpoint and file.
 
 After every run (a re-run that skips every stage included) `rlvr.report` writes `summary.json`,
 `report.md` and `plots/` into the run directory; `rlvr pipeline report --run runs/<name>` rebuilds them.
@@ -45,6 +47,21 @@ class StageFile:
 
 
 @dataclass
+class EvalStage:
+    """The eval stage: `rlvr eval` settings (see `rlvr.eval.EvalConfig`) for every policy checkpoint."""
+
+    n: int = 4
+    temperature: float = 1.0
+    max_tokens: int = 160
+    extra_data: list[str] = field(default_factory=list)
+    """Files evaluated besides the synthetic test prompts (raw GSM8K / MATH / IFEval formats read too)."""
+    extra_limit: int | None = None
+    """At most this many rows of each extra file."""
+    backend: Literal["vllm", "hf"] = "vllm"
+    gpu_memory_utilization: float = 0.1
+
+
+@dataclass
 class PipelineConfig(RunConfig):
     name: str = "tiny"
     synth: SynthConfig = field(default_factory=SynthConfig)
@@ -66,6 +83,7 @@ class PipelineConfig(RunConfig):
     """synthetic: every stage trains and is measured on the suite the data stage writes; stage_configs:
     every stage keeps the data and held-out sets its own config names (hub datasets at real scale) —
     the stages up to soup then do not apply, so `base` must be set."""
+    evaluation: EvalStage = field(default_factory=EvalStage)
     base: str | None = None
     """A base model (path or hub name, e.g. allenai/OLMo-2-1124-7B) SFT starts from instead of the soup
     stage's; pretrain, anneal and soup then do not apply."""
@@ -86,9 +104,9 @@ class PipelineConfig(RunConfig):
     )
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.stages if s not in STAGES and s not in PLANNED]
+        unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; stages are {', '.join([*STAGES, *PLANNED])}")
+            raise ValueError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
         if self.anneal_ingredients < 1:
             raise ValueError("anneal_ingredients must be at least 1")
         if self.data_source == "stage_configs" and not self.base:
@@ -306,6 +324,45 @@ def run_ppo(ctx: Context) -> dict[str, Any]:
     }
 
 
+POLICY_STAGES = {"base": "soup", "sft": "sft", "dpo": "dpo", "ppo": "ppo"}
+"""Checkpoint name in the eval record -> the stage whose record holds it."""
+
+
+def run_eval(ctx: Context) -> dict[str, Any]:
+    """`rlvr eval` of every finished policy stage's checkpoint: pass@1 / pass@k / maj@k per data file."""
+    from rlvr.eval import evaluate
+
+    e = ctx.cfg.evaluation
+    synthetic = (
+        [("rlvr_test", ctx.path("data", "rlvr_test.jsonl"), None)]
+        if ctx.cfg.data_source == "synthetic"
+        else []
+    )
+    sources = [*synthetic, *((Path(f).stem, Path(f), e.extra_limit) for f in e.extra_data)]
+    if not sources:
+        raise ValueError("the eval stage has nothing to evaluate: set evaluation.extra_data")
+    checkpoints = {
+        name: ctx.done[stage]["checkpoint"] for name, stage in POLICY_STAGES.items() if stage in ctx.done
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for name, checkpoint in checkpoints.items():
+        for label, source, limit in sources:
+            out_dir = ctx.path("eval", name, label)
+            metrics = evaluate(
+                ctx.path(checkpoint), source, out_dir, n=e.n, temperature=e.temperature, max_tokens=e.max_tokens,
+                limit=limit, seed=ctx.cfg.seed, backend=e.backend,
+                vllm={"gpu_memory_utilization": e.gpu_memory_utilization},
+            )  # fmt: skip
+            results.setdefault(name, {})[label] = {
+                "dir": str(out_dir.relative_to(ctx.run_dir)),
+                "prompts": metrics["overall"]["prompts"],
+                **{k: v for k, v in metrics["overall"].items() if k.startswith(("pass@", "maj@"))},
+                "stop_rate": metrics["overall"]["stop_rate"],
+                "accuracy_by_verifier": metrics["accuracy_by_verifier"],
+            }
+    return {"n": e.n, "temperature": e.temperature, "checkpoints": results}
+
+
 STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "data": run_data,
     "tokenizer": run_tokenizer,
@@ -317,11 +374,10 @@ STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "dpo": run_dpo,
     "rm": run_rm,
     "ppo": run_ppo,
+    "eval": run_eval,
 }
 BASE_STAGES = ("data", "tokenizer", "tokens", "pretrain", "anneal", "soup")
 """The stages that make the base model (their seconds add up to the base model's in summary.json)."""
-PLANNED = {"eval": 7}
-"""Stages named in the recipe whose implementation has not landed: stage -> issue number."""
 
 
 def _save_state(path: Path, done: dict[str, dict[str, Any]]) -> None:
@@ -339,13 +395,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
         if stage in done:
             print(f"pipeline: {stage}: done earlier, skipped", file=sys.stderr)
             continue
-        if stage in PLANNED:
-            print(
-                f"pipeline: {stage}: not built yet (issue #{PLANNED[stage]}); stopping after "
-                f"{', '.join(done) or 'nothing'}",
-                file=sys.stderr,
-            )
-            break
         print(f"pipeline: {stage}: running", file=sys.stderr)
         started = time.time()
         record = STAGES[stage](ctx)

@@ -284,6 +284,36 @@ def _gain(rows: dict[str, dict[str, Any]], start: str, end: str) -> str:
     )
 
 
+def _eval_table(record: dict[str, Any]) -> list[str]:
+    """The eval stage's figures: one row per checkpoint and data file (`rlvr eval`'s metrics)."""
+    checkpoints = record["checkpoints"]
+    cells = [figures for files in checkpoints.values() for figures in files.values()]
+    keys = sorted({k for f in cells for k in f if k.startswith(("pass@", "maj@"))},
+                  key=lambda k: (k.split("@")[0] != "pass", int(k.split("@")[1])))  # fmt: skip
+    lines = [
+        "## Sampled evaluation (`rlvr eval`)",
+        "",
+        f"{record['n']} samples per prompt at temperature {record['temperature']:g}; pass@1 is the share of "
+        "samples scored fully correct, pass@k the unbiased estimate, maj@k the majority answer's "
+        "correctness (verifiers that extract an answer). Generations and every figure: the `dir` of each row.",
+        "",
+        "| checkpoint | data | prompts | " + " | ".join(keys) + " | stop rate | dir |",
+        "|---" * (5 + len(keys)) + "|",
+    ]
+    for name, files in checkpoints.items():
+        for label, f in files.items():
+            row = [
+                name,
+                label,
+                f"{f['prompts']:,}",
+                *(_pct(f.get(k)) for k in keys),
+                _pct(f["stop_rate"]),
+                f"`{f['dir']}`",
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def render_report(
     run_dir: Path,
     summary: dict[str, Any],
@@ -350,6 +380,8 @@ def render_report(
     gains = [_gain(rows, a, b) for a, b in GAINS if a in rows and b in rows]
     if gains:
         lines += ["", "## Gains", "", *gains]
+    if "eval" in done:
+        lines += ["", *_eval_table(done["eval"])]
     if images:
         lines += ["", "## Plots"]
         for title, caption, image in images:

