@@ -107,6 +107,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config", pre
     for key, value in data.items():
         if key not in fields:
             raise ConfigError(f"{source}: unknown key '{prefix}{key}'{_suggest(key, fields, prefix)}")
+        factory = fields[key].default_factory
+        if isinstance(value, Mapping) and factory is not dataclasses.MISSING:
+            # a partial section keeps the field's own default values (e.g. a preset's StageFile path),
+            # not those of a bare instance of its class
+            default = factory()
+            if dataclasses.is_dataclass(default):
+                value = merge(to_dict(default), value)
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}", source)
     try:
         return cls(**kwargs)

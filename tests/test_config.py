@@ -110,3 +110,13 @@ def test_round_trip_through_yaml(tmp_path):
     path = write(tmp_path, dump_yaml(cfg))
     assert read_yaml(path)["optim"]["betas"] == [0.9, 0.95]
     assert load_config(ToyConfig, path) == cfg
+
+
+@dataclass
+class PresetConfig(RunConfig):
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-7, schedule="linear"))
+
+
+def test_a_partial_section_keeps_the_fields_own_defaults(tmp_path):
+    cfg = load_config(PresetConfig, write(tmp_path, "optim:\n  betas: [0.9, 0.99]\n"), ["--optim.lr=1e-5"])
+    assert cfg.optim == OptimConfig(lr=1e-5, betas=(0.9, 0.99), schedule="linear")
