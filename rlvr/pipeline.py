@@ -341,15 +341,19 @@ def run_eval(ctx: Context) -> dict[str, Any]:
     sources = [*synthetic, *((Path(f).stem, Path(f), e.extra_limit) for f in e.extra_data)]
     if not sources:
         raise ValueError("the eval stage has nothing to evaluate: set evaluation.extra_data")
-    checkpoints = {
-        name: ctx.done[stage]["checkpoint"] for name, stage in POLICY_STAGES.items() if stage in ctx.done
+    checkpoints: dict[str, str | Path] = {
+        name: ctx.path(ctx.done[stage]["checkpoint"])
+        for name, stage in POLICY_STAGES.items()
+        if stage in ctx.done
     }
+    if ctx.cfg.base:  # a released base model (path or hub name) stands in for the soup stage's
+        checkpoints = {"base": ctx.cfg.base, **checkpoints}
     results: dict[str, dict[str, Any]] = {}
     for name, checkpoint in checkpoints.items():
         for label, source, limit in sources:
             out_dir = ctx.path("eval", name, label)
             metrics = evaluate(
-                ctx.path(checkpoint), source, out_dir, n=e.n, temperature=e.temperature, max_tokens=e.max_tokens,
+                checkpoint, source, out_dir, n=e.n, temperature=e.temperature, max_tokens=e.max_tokens,
                 limit=limit, seed=ctx.cfg.seed, backend=e.backend,
                 vllm={"gpu_memory_utilization": e.gpu_memory_utilization},
             )  # fmt: skip
