@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,11 +80,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" (issue #{command.issue})" if command.issue else ""
         print(f"rlvr {name}: this stage is not built yet{where}.", file=sys.stderr)
         return 3
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so `finally` blocks run: a vLLM engine's worker processes
+    # are shut down with it instead of being left spinning, and the metrics log is closed
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return int(run(rest) or 0)
     except ConfigError as err:
         print(f"rlvr {name}: config error: {err}", file=sys.stderr)
         return 2
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def data_main(argv: Sequence[str]) -> int:

@@ -1,5 +1,9 @@
+import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 
@@ -34,3 +38,30 @@ def test_unknown_command_and_no_command():
 def test_config_errors_exit_2(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path), "--no_such_key=1"]) == 2
     assert "config error" in capsys.readouterr().err
+
+
+def test_sigterm_unwinds_the_command_so_cleanup_runs(tmp_path) -> None:
+    """`kill` must reach `finally` blocks (a vLLM engine's workers are shut down there)."""
+    marker = tmp_path / "cleaned-up"
+    (tmp_path / "sleeper.py").write_text(
+        textwrap.dedent(f"""
+        import time
+        def main(argv):
+            try:
+                print("ready", flush=True)
+                time.sleep(60)
+            finally:
+                open({str(marker)!r}, "w").close()
+    """)
+    )
+    code = (
+        "import sys; from rlvr import cli; "
+        "cli.COMMANDS['sleep'] = cli.Command('test', 'sleeper:main'); sys.exit(cli.main(['sleep']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert marker.exists() and time.monotonic() - started < 30
