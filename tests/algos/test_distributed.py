@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,27 @@ from rlvr.tracking import read_metrics
 ZERO2 = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / "zero2.json"
 
 
-def torchrun(cfg: Any, tmp_path: Path, *overrides: str) -> None:
+def torchrun(
+    cfg: Any,
+    tmp_path: Path,
+    *overrides: str,
+    stage: str = "sft",
+    entry: Sequence[str] = ("-m", "rlvr.cli"),
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """`rlvr <stage> --config <cfg>` (or `entry` in place of `-m rlvr.cli`) on 2 processes."""
     config = tmp_path / f"{cfg.name}.yaml"
     save_config(cfg, config)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += ["-m", "rlvr.cli", "sft", "--config", str(config), *overrides]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-4000:]
+    command += [*entry, stage, "--config", str(config), *overrides]
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as err:  # its output comes as bytes, whatever `text` says
+        stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr or ""
+        pytest.fail(f"torchrun did not finish in {err.timeout:g} s; its stderr ended with:\n{stderr[-4000:]}")
+    if check:
+        assert run.returncode == 0, run.stderr[-4000:]
+    return run
 
 
 @pytest.mark.slow
