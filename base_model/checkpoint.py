@@ -15,7 +15,7 @@ import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from base_model.data import EvalChunks
-from base_model.distributed import Dist, Engine, barrier
+from base_model.distributed import Dist, barrier
 from base_model.optim import heldout_sums
 from base_model.perf import autocast_dtype
 
@@ -42,6 +42,15 @@ MODEL_FILES = (
 )
 # config.json keys that may differ between checkpoints of the same model.
 CONFIG_KEYS_IGNORED = {"_name_or_path", "transformers_version", "torch_dtype", "dtype"}
+
+
+class TrainingState(Protocol):
+    """What a resumable checkpoint holds besides the model: an engine's optimizer (and DeepSpeed)
+    state, or that of several engines side by side."""
+
+    def save_state(self, path: Path, d: Dist) -> None: ...
+
+    def load_state(self, path: Path) -> None: ...
 
 
 class CheckpointError(ValueError):
@@ -179,7 +188,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_training_checkpoint(
-    final: Path, d: Dist, engine: Engine, write_model: Callable[[Path], None], state: dict[str, Any]
+    final: Path, d: Dist, engine: TrainingState, write_model: Callable[[Path], None], state: dict[str, Any]
 ) -> Path:
     """The resumable checkpoint protocol every trainer shares: the main process writes the model
     (`write_model(dir)`), every process its optimizer (and DeepSpeed) state and RNG, then `state` (plus
@@ -207,7 +216,7 @@ def read_training_state(path: Path) -> dict[str, Any]:
 
 
 def restore_training_state(
-    path: Path, state: dict[str, Any], d: Dist, engine: Engine, deepspeed: bool
+    path: Path, state: dict[str, Any], d: Dist, engine: TrainingState, deepspeed: bool
 ) -> None:
     """The other half of `save_training_checkpoint`: optimizer (and, under DeepSpeed, module) state and
     this process's RNG. DeepSpeed's sharded state only loads into the world size that wrote it."""

@@ -62,7 +62,18 @@ class ScheduleConfig:
 
 
 @dataclass
-class TrainConfig:
+class DistributedConfig:
+    """How a trainer runs across the processes `torchrun` starts (every trainer's `train` section)."""
+
+    deepspeed: str | None = None
+    """A DeepSpeed JSON config (e.g. configs/deepspeed/zero2.json); None: plain PyTorch (DDP if several
+    processes). Batch sizes, clipping and accumulation are filled in from the trainer's config."""
+    dist_backend: str | None = None
+    """torch.distributed backend; None: nccl with CUDA, gloo on CPU."""
+
+
+@dataclass
+class TrainConfig(DistributedConfig):
     max_steps: int = 100
     """Optimizer steps. Runs are bounded by steps, never by time, so they reproduce."""
     global_batch_size: int = 32
@@ -83,11 +94,6 @@ class TrainConfig:
     """Checkpoint interval in steps; the last step is always saved."""
     resume: bool = True
     """Continue from the newest checkpoint in the run directory if there is one."""
-    deepspeed: str | None = None
-    """A DeepSpeed JSON config (e.g. configs/deepspeed/zero2.json); None: plain PyTorch (DDP if several
-    processes). Batch sizes, clipping and accumulation are filled in from this config."""
-    dist_backend: str | None = None
-    """torch.distributed backend; None: nccl with CUDA, gloo on CPU."""
     peak_tflops: float | None = None
     """Per-device bf16 (or fp32) dense peak for MFU; None: measure it with a matmul loop at start-up."""
     sample_prompts: list[str] = field(default_factory=list)

@@ -9,17 +9,23 @@ whole global batch · world`. Both DDP and DeepSpeed *average* gradients over pr
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+R_co = TypeVar("R_co", covariant=True)
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,11 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(backend: str | None = None, deepspeed: bool = False) -> Dist:
-    """Join the process group `torchrun` describes in the environment (or run alone without one)."""
+def init_distributed(
+    backend: str | None = None, deepspeed: bool = False, timeout: float | None = None
+) -> Dist:
+    """Join the process group `torchrun` describes in the environment (or run alone without one).
+    `timeout`: seconds a collective may wait for the slowest process (None: torch's default)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
@@ -42,25 +51,63 @@ def init_distributed(backend: str | None = None, deepspeed: bool = False) -> Dis
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+        wait = {} if timeout is None else {"timeout": timedelta(seconds=timeout)}
         if deepspeed:
             import deepspeed as ds
 
-            ds.init_distributed(dist_backend=backend)
+            ds.init_distributed(dist_backend=backend, **wait)
         else:
-            dist.init_process_group(backend)
+            dist.init_process_group(backend, **wait)
     rank = dist.get_rank() if dist.is_initialized() else 0
     return Dist(rank=rank, world=world, device=device)
 
 
-def all_reduce_sum(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
+def all_reduce(
+    tensor: torch.Tensor, d: Dist, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM
+) -> torch.Tensor:
+    """`tensor` reduced over the processes, in place. The collective runs on the process's device:
+    NCCL reduces CUDA tensors only."""
     if d.world > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        on_device = tensor.to(d.device)
+        dist.all_reduce(on_device, op=op)
+        tensor.copy_(on_device)
     return tensor
+
+
+def all_reduce_sum(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
+    return all_reduce(tensor, d)
 
 
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()
+
+
+class Fittable(Protocol[R_co]):
+    """A trainer: where it runs, and `fit`."""
+
+    dist: Dist
+
+    def fit(self) -> R_co: ...
+
+
+def fit_then_leave(make: Callable[[], Fittable[R_co]]) -> R_co:
+    """Build a trainer, fit it, and leave the process group (the end of a `torchrun` launch) once the
+    trainer is gone. The order matters: a DDP reducer that outlives the group destroys it holding the
+    GIL, which can deadlock with gloo's worker thread: a hang (or crash) at exit in a few percent of
+    two-process runs here. So the trainer is built here, where nothing else holds it."""
+    trainer = make()
+    d = trainer.dist
+    try:
+        return trainer.fit()
+    except BaseException as err:
+        traceback.clear_frames(err.__traceback__)  # the failed frames' locals hold the trainer too
+        raise
+    finally:
+        del trainer
+        gc.collect()  # a trainer in a reference cycle (e.g. a bound method kept as an attribute)
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 class TorchEngine:
@@ -79,8 +126,9 @@ class TorchEngine:
             return self.wrapped.no_sync()
         return contextlib.nullcontext()
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.wrapped(input_ids=input_ids, use_cache=False).logits
+    def forward(self, input_ids: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """The model's `logits` (`inputs`: e.g. attention_mask, position_ids)."""
+        return self.wrapped(input_ids=input_ids, use_cache=False, **inputs).logits
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -146,8 +194,8 @@ class DeepSpeedEngine:
     def micro_context(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()  # ZeRO-2 reduces each backward into its partitions
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.engine(input_ids=input_ids, use_cache=False).logits
+    def forward(self, input_ids: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.engine(input_ids=input_ids, use_cache=False, **inputs).logits
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss, scale_wrt_gas=False)
@@ -171,3 +219,18 @@ class DeepSpeedEngine:
 
 
 Engine = TorchEngine | DeepSpeedEngine
+
+
+def build_engine(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    deepspeed: str | None,
+    micro_batch_size: int,
+    accumulation: int,
+    grad_clip: float,
+    d: Dist,
+) -> Engine:
+    """The plain PyTorch engine, or DeepSpeed's when `deepspeed` names its JSON config."""
+    if deepspeed is None:
+        return TorchEngine(model, optimizer, grad_clip, d)
+    return DeepSpeedEngine(model, optimizer, deepspeed, micro_batch_size, accumulation, grad_clip, d)

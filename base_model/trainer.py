@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from base_model.checkpoint import (
     CheckpointError,
@@ -34,11 +33,11 @@ from base_model.checkpoint import (
 from base_model.config import PretrainConfig
 from base_model.data import ChunkSource, EvalChunks, MixtureSampler, check_tokenizer, expand_paths
 from base_model.distributed import (
-    DeepSpeedEngine,
     Dist,
     Engine,
-    TorchEngine,
     all_reduce_sum,
+    build_engine,
+    fit_then_leave,
     init_distributed,
 )
 from base_model.model import build_model, describe, flops_per_token, hf_config
@@ -169,18 +168,10 @@ class Trainer:
         model.load_state_dict(read_state_dict(path), strict=True)
 
     def _build_engine(self, model: torch.nn.Module) -> Engine:
-        t = self.cfg.train
-        optimizer = build_optimizer(model, self.cfg.optim)
-        if t.deepspeed is None:
-            return TorchEngine(model, optimizer, self.cfg.optim.grad_clip, self.dist)
-        return DeepSpeedEngine(
-            model,
-            optimizer,
-            t.deepspeed,
-            t.micro_batch_size,
-            self.accumulation,
-            self.cfg.optim.grad_clip,
-            self.dist,
+        t, optim = self.cfg.train, self.cfg.optim
+        optimizer = build_optimizer(model, optim)
+        return build_engine(
+            model, optimizer, t.deepspeed, t.micro_batch_size, self.accumulation, optim.grad_clip, self.dist
         )
 
     def _peak_flops(self) -> float:
@@ -364,9 +355,4 @@ class Trainer:
 
 def pretrain(cfg: PretrainConfig) -> Path:
     """Run (or resume) a pretraining run; returns the final checkpoint directory."""
-    trainer = Trainer(cfg)
-    try:
-        return trainer.fit()
-    finally:
-        if trainer.dist.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    return fit_then_leave(lambda: Trainer(cfg))

@@ -32,7 +32,6 @@ from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from base_model.checkpoint import (
     CheckpointError,
@@ -44,14 +43,14 @@ from base_model.checkpoint import (
     save_model,
     save_training_checkpoint,
 )
-from base_model.config import ScheduleConfig
+from base_model.config import DistributedConfig, ScheduleConfig
 from base_model.distributed import (
-    DeepSpeedEngine,
     Dist,
     Engine,
-    TorchEngine,
     all_reduce_sum,
     barrier,
+    build_engine,
+    fit_then_leave,
     init_distributed,
 )
 from base_model.optim import build_optimizer, lr_at
@@ -101,7 +100,7 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DistributedConfig):
     epochs: float = 1.0
     max_steps: int | None = None
     """Cap on optimizer steps (None: `epochs` decides); the schedule spans the capped run."""
@@ -116,9 +115,6 @@ class TrainConfig:
     """Checkpoint interval in steps; the last step is always saved."""
     resume: bool = True
     """Continue from the newest checkpoint in the run directory if there is one."""
-    deepspeed: str | None = None
-    """A DeepSpeed JSON config (e.g. configs/deepspeed/zero2.json); None: plain PyTorch (DDP if several processes)."""
-    dist_backend: str | None = None
 
 
 @dataclass
@@ -372,9 +368,7 @@ class PostTrainer(Generic[ExampleT]):
         t, optim = self.cfg.train, self.cfg.optim
         # base_model's AdamW groups (no decay on embeddings) read the same fields from this config.
         optimizer = build_optimizer(model, optim)
-        if t.deepspeed is None:
-            return TorchEngine(model, optimizer, optim.grad_clip, self.dist)
-        return DeepSpeedEngine(
+        return build_engine(
             model, optimizer, t.deepspeed, t.micro_batch_size, self.accumulation, optim.grad_clip, self.dist
         )
 
@@ -576,12 +570,7 @@ def _flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_stage(trainer_cls: type[PostTrainer[Any]], cfg: StageConfig) -> StageResult:
     """Build the trainer, fit, then leave the process group (torchrun launches)."""
-    trainer = trainer_cls(cfg)
-    try:
-        return trainer.fit()
-    finally:
-        if trainer.dist.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    return fit_then_leave(lambda: trainer_cls(cfg))
 
 
 def stage_main(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,27 @@ from rlvr.tracking import read_metrics
 ZERO2 = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / "zero2.json"
 
 
-def torchrun(cfg: Any, tmp_path: Path, command_name: str, *overrides: str) -> None:
+def torchrun(
+    cfg: Any,
+    tmp_path: Path,
+    *overrides: str,
+    stage: str = "sft",
+    entry: Sequence[str] = ("-m", "rlvr.cli"),
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """`rlvr <stage> --config <cfg>` (or `entry` in place of `-m rlvr.cli`) on 2 processes."""
     config = tmp_path / f"{cfg.name}.yaml"
     save_config(cfg, config)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += ["-m", "rlvr.cli", command_name, "--config", str(config), *overrides]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-4000:]
+    command += [*entry, stage, "--config", str(config), *overrides]
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as err:  # its output comes as bytes, whatever `text` says
+        stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr or ""
+        pytest.fail(f"torchrun did not finish in {err.timeout:g} s; its stderr ended with:\n{stderr[-4000:]}")
+    if check:
+        assert run.returncode == 0, run.stderr[-4000:]
+    return run
 
 
 STAGES = {
@@ -51,12 +65,12 @@ def test_two_processes_match_one(stage_cfg: Callable[..., Any], tmp_path: Path, 
     expected = read_metrics(single.run_dir / "metrics.jsonl")
 
     ddp = stage_cfg(config_cls, {"name": "ddp", **updates})
-    torchrun(ddp, tmp_path, stage)
+    torchrun(ddp, tmp_path, stage=stage)
     zero2 = stage_cfg(
         config_cls, {"name": "zero2", **updates, "train": {**updates["train"], "deepspeed": str(ZERO2)}}
     )
-    torchrun(zero2, tmp_path, stage, "--train.max_steps=2")
-    torchrun(zero2, tmp_path, stage)  # resumes from step 2
+    torchrun(zero2, tmp_path, "--train.max_steps=2", stage=stage)
+    torchrun(zero2, tmp_path, stage=stage)  # resumes from step 2
     for cfg in (ddp, zero2):
         records = read_metrics(cfg.run_dir / "metrics.jsonl")
         assert [r["step"] for r in records] == [1, 2, 3, 4], cfg.name

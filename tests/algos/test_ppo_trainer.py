@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from rlvr.algos.ppo.config import PPOConfig
+from rlvr.algos.ppo.sampler import Sampler
 from rlvr.algos.ppo.trainer import PPOTrainer, train
 from rlvr.config import from_dict, merge
 from rlvr.tracking import read_metrics
@@ -75,7 +76,7 @@ def test_grpo_is_the_same_loop_without_a_value_model(
     cfg = ppo_cfg(tmp_path, suite, base_checkpoint,
                   {"algo": "grpo", "kl": {"estimator": "k3", "placement": "loss", "beta": 0.1}})  # fmt: skip
     trainer = PPOTrainer(cfg)
-    assert trainer.value is None and len(trainer.optimizers) == 1
+    assert trainer.value is None and list(trainer.train_engines) == ["policy"]
     final = trainer.fit()
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
     assert all("kl_loss" in m and "value_loss" not in m for m in metrics if m["step"] > 0)
@@ -123,13 +124,13 @@ def test_async_steps_sample_each_batch_one_update_behind(
     tmp_path: Path, suite: Path, base_checkpoint: Path, monkeypatch, async_steps: int
 ) -> None:
     drawn: list[tuple[int, int]] = []  # (step the batch is for, policy step of the engine's weights)
-    real_sample = PPOTrainer._timed_sample
+    real_sample = Sampler._timed_sample
 
-    def recording(self: PPOTrainer, prompts: Any, step: int) -> Any:
+    def recording(self: Sampler, prompts: Any, step: int) -> Any:
         drawn.append((step, self.engine_step))
         return real_sample(self, prompts, step)
 
-    monkeypatch.setattr(PPOTrainer, "_timed_sample", recording)
+    monkeypatch.setattr(Sampler, "_timed_sample", recording)
     cfg = ppo_cfg(tmp_path, suite, base_checkpoint, {"rollout": {"async_steps": async_steps},
                                                      "train": {"eval_every": 100, "eval_at_start": False}})  # fmt: skip
     train(cfg)

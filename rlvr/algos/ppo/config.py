@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from base_model.config import DistributedConfig
 from rlvr.algos.common import OptimConfig
 from rlvr.algos.ppo.losses import KLEstimator
 from rlvr.rollout import VLLMConfig
@@ -93,11 +94,11 @@ class PPOLossConfig:
 
 
 @dataclass
-class PPOTrainConfig:
+class PPOTrainConfig(DistributedConfig):
     total_episodes: int = 100_000
     """Responses sampled over the whole run; steps = total_episodes / (prompts_per_step · samples_per_prompt)."""
     micro_batch_size: int = 8
-    """Sequences per forward pass (gradient accumulation inside a minibatch)."""
+    """Sequences per forward pass per process (gradient accumulation inside a minibatch)."""
     precision: Literal["auto", "bf16", "fp32"] = "fp32"
     """fp32 keeps trainer log-probs comparable with the engine's; bf16 autocast where memory needs it."""
     attention: Literal["sdpa", "eager"] = "sdpa"
@@ -110,6 +111,9 @@ class PPOTrainConfig:
     threads: int | None = None
     """torch threads of the trainer (None: torch's default). On a CPU with `rollout.async_steps: 1`,
     1 leaves the other core to the vLLM worker that samples meanwhile."""
+    dist_timeout: float = 3600.0
+    """Seconds a process may wait in a collective under `torchrun`: the others wait for the main
+    process while it samples, scores and evaluates (NCCL's default, 10 minutes, can be too short)."""
 
 
 @dataclass

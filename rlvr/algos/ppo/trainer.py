@@ -3,49 +3,58 @@
 One `train_step` is one rollout batch:
 
 1. `next_prompts`: the step's prompts, a pure function of (seed, step) — resume needs nothing else.
-2. `rollout`: `samples_per_prompt` responses per prompt from the engine (vLLM or transformers) —
+2. `Sampler.rollout`: `samples_per_prompt` responses per prompt from the engine (vLLM or transformers) —
    sampled now, or with `rollout.async_steps: 1` sampled during the previous step's update.
-3. `score`: verifier rewards through `BatchScorer`; no-EOS responses get the penalty instead.
+3. `Sampler.score`: verifier rewards through `BatchScorer`; no-EOS responses get the penalty instead.
 4. `forward_batch`: with the weights that sampled, the trainer's log-probs (temperature-scaled),
    the reference's log-probs, and the values (PPO) of every response token.
 5. `advantages`: PPO — KL in the per-token reward, GAE, whitening; GRPO — group-relative scores.
 6. `optimize`: `loss.epochs` passes × `loss.minibatches` optimizer steps, micro-batched.
-7. `sync`: the new policy weights into the engine, verified on the probe (`rlvr.rollout`), once per
+7. `Sampler.sync`: the new policy weights into the engine, verified on the probe (`rlvr.rollout`), once per
    step, before the engine next samples.
 
-With `async_steps: 1` a background thread drives the engine: right after the sync at the start of
-step k it starts sampling step k+1's batch, which overlaps step k's scoring, forwards and updates
-(vLLM computes in its own worker process, so the two really run side by side). A checkpoint stores
-that look-ahead batch, so a resumed run trains on the very samples the killed one had drawn.
-
-Sequences are laid out `[left-padded prompt | right-padded response]`, so response token t sits at
-column `P + t` for every row and its log-prob comes from the logits at column `P + t − 1`; position
-ids skip the left padding, so RoPE positions equal the engine's.
+Steps 2, 3 and 7 and the periodic evaluation are the main process's (`rlvr.algos.ppo.sampler`,
+which also explains `async_steps: 1`); under `torchrun` every process computes its share of steps
+4–6 (`rlvr.algos.ppo.distributed`, "Scaling out").
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from base_model.checkpoint import rng_state, set_rng_state
+from base_model.checkpoint import (
+    STATE_FILE,
+    read_state_dict,
+    read_training_state,
+    restore_training_state,
+    save_model,
+    save_training_checkpoint,
+)
 from base_model.config import ScheduleConfig
+from base_model.distributed import Dist, all_reduce, build_engine, fit_then_leave, init_distributed
 from base_model.optim import build_optimizer, lr_at
 from base_model.perf import autocast_dtype
 from rlvr.algos.common import load_causal_lm, load_chat_tokenizer, resolve_checkpoint
-from rlvr.algos.evaluation import mean_by_verifier
+from rlvr.algos.ppo.batch import Batch, Prompt, collate, load_prompts
 from rlvr.algos.ppo.config import PPOConfig
+from rlvr.algos.ppo.distributed import (
+    ModelEngines,
+    TokenValues,
+    all_reduce_metrics,
+    broadcast_from_main,
+    gather_rows,
+    rank_rows,
+)
 from rlvr.algos.ppo.losses import (
     entropy_from_logits,
     gae_advantages,
@@ -54,69 +63,16 @@ from rlvr.algos.ppo.losses import (
     masked_mean,
     masked_whiten,
     policy_loss,
-    sequence_rewards,
     token_logprobs,
     token_rewards,
     value_loss,
 )
+from rlvr.algos.ppo.sampler import Sampler, read_lookahead
 from rlvr.config import load_config
-from rlvr.data import load_rows
-from rlvr.generation import chat_prompt
-from rlvr.rewards import BatchScorer, VerifierResult, verifier_name_problems
-from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync
 from rlvr.tracking import MetricsLogger, prepare_run_dir, progress, truncate_metrics
 
-STATE_FILE = "ppo_state.pt"
-
-
-@dataclass
-class Prompt:
-    row: dict[str, Any]
-    ids: list[int]
-
-
-@dataclass
-class Batch:
-    """One rollout batch as tensors, `[samples, ...]`; response columns start at `prompt_width`."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-    response_mask: torch.Tensor
-    """`[samples, response_width]` float: 1 on response tokens (EOS included)."""
-    prompt_width: int
-    engine_logprobs: torch.Tensor
-    scores: torch.Tensor
-    """Scalar reward per sample (verifier reward or the no-EOS penalty)."""
-
-    def response_tokens(self) -> torch.Tensor:
-        return self.input_ids[:, self.prompt_width :]
-
-    def select(self, index: torch.Tensor) -> Batch:
-        return Batch(
-            self.input_ids[index], self.attention_mask[index], self.position_ids[index],
-            self.response_mask[index], self.prompt_width, self.engine_logprobs[index], self.scores[index],
-        )  # fmt: skip
-
-
-def load_prompts(
-    sources: Sequence[str], cfg: PPOConfig, tokenizer: Any, limit: int | None
-) -> tuple[list[Prompt], int]:
-    """Valid prompt rows, tokenised; prompts over `max_prompt_tokens` are counted and left out.
-    Unknown verifier names stop the run here, naming the rows."""
-    prompts, too_long = [], 0
-    for source in sources:
-        rows = load_rows(
-            source, "rlvr", on_bad_row=cfg.data.on_bad_row, limit=limit,
-            check=lambda _line, row: verifier_name_problems(row),
-        )  # fmt: skip
-        for row in rows:
-            ids = tokenizer(chat_prompt(row["messages"]), add_special_tokens=False)["input_ids"]
-            if len(ids) > cfg.data.max_prompt_tokens:
-                too_long += 1
-                continue
-            prompts.append(Prompt(row, ids))
-    return prompts, too_long
+Forward = Callable[..., torch.Tensor]
+"""`(input_ids=, attention_mask=, position_ids=) → logits` (per-token values for the value model)."""
 
 
 class PPOTrainer:
@@ -125,19 +81,25 @@ class PPOTrainer:
             raise ValueError("policy is empty: set it to the checkpoint RL starts from (the DPO model)")
         cfg.policy = resolve_checkpoint(cfg.policy)
         self.cfg = cfg
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.autocast = autocast_dtype(cfg.train.precision, self.device)
+        t = cfg.train
+        self.dist: Dist = init_distributed(t.dist_backend, t.deepspeed is not None, t.dist_timeout)
+        self.device = self.dist.device
+        self.autocast = autocast_dtype(t.precision, self.device)
         self.tokenizer = load_chat_tokenizer(cfg.policy)
         self.prompts, too_long = load_prompts(cfg.data.train, cfg, self.tokenizer, cfg.data.limit)
-        self.test_prompts, _ = load_prompts(cfg.data.test, cfg, self.tokenizer, cfg.data.test_limit)
-        if too_long:
+        # evaluation needs the engine, which only the main process has
+        main = self.dist.is_main
+        self.test_prompts = (
+            load_prompts(cfg.data.test, cfg, self.tokenizer, cfg.data.test_limit)[0] if main else []
+        )
+        if too_long and main:
             print(f"ppo: left out {too_long} prompt(s) longer than data.max_prompt_tokens="
                   f"{cfg.data.max_prompt_tokens}", file=sys.stderr)  # fmt: skip
         if not self.prompts:
             raise ValueError("no training prompts left: check data.train and data.max_prompt_tokens")
-        r = cfg.rollout
-        self.episodes_per_step = r.prompts_per_step * r.samples_per_prompt
-        self.max_steps = max(1, cfg.train.total_episodes // self.episodes_per_step)
+        self.episodes_per_step = cfg.rollout.prompts_per_step * cfg.rollout.samples_per_prompt
+        self.accumulation = self._micro_batches_per_update()
+        self.max_steps = max(1, t.total_episodes // self.episodes_per_step)
         self.schedule = ScheduleConfig(
             kind=cfg.optim.schedule,
             warmup_steps=round(cfg.optim.warmup_ratio * self.max_steps),
@@ -153,36 +115,35 @@ class PPOTrainer:
         loss = cfg.loss
         self.old_from_update = loss.epochs == 1 and loss.minibatches == 1 and cfg.kl.placement == "loss"
 
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        if t.threads:
+            torch.set_num_threads(t.threads)
         torch.manual_seed(cfg.seed)
-        self.policy = load_causal_lm(cfg.policy, cfg.train.attention).to(self.device).train()
-        self.reference = load_causal_lm(cfg.policy, cfg.train.attention).to(self.device).eval()
+        self.policy = load_causal_lm(cfg.policy, t.attention).to(self.device).train()
+        self.reference = load_causal_lm(cfg.policy, t.attention).to(self.device).eval()
         self.reference.requires_grad_(False)
         self.value = self._load_value_model() if cfg.algo == "ppo" else None
-        self.optimizers = [build_optimizer(self.policy, cfg.optim)]
-        if self.value is not None:
-            self.optimizers.append(build_optimizer(self.value, cfg.optim))
-        self.probe = self.tokenizer(r.probe, add_special_tokens=False)["input_ids"]
-
-        self._lookahead = ThreadPoolExecutor(1, thread_name_prefix="rollout") if r.async_steps else None
-        self._pending: Future[tuple[list[Sample], float]] | None = None
-        """The next step's batch being sampled (async_steps 1): samples and the seconds they took."""
-
-        checkpoints = sorted((p for p in self.ckpt_dir.glob("step*") if _step_of(p) >= 0), key=_step_of)
-        checkpoints = checkpoints if cfg.train.resume else []
-        self.resumed_from = checkpoints[-1] if checkpoints else None
+        self.token_values = TokenValues(self.value) if self.value is not None else None
+        checkpoints = sorted(
+            (p for p in self.ckpt_dir.glob("step*") if _step_of(p) >= 0 and (p / STATE_FILE).is_file()),
+            key=_step_of,
+        )
+        self.resumed_from = checkpoints[-1] if checkpoints and t.resume else None
+        if self.resumed_from is not None and t.deepspeed is None:
+            self._load_weights(self.resumed_from)  # DeepSpeed restores the modules with its own state
+        self.train_engines = self._build_train_engines()
         if self.resumed_from is not None:
             self.load_checkpoint(self.resumed_from)
-        self.engine: Engine = self._build_engine()
-        self.engine_step = self.step if isinstance(self.engine, HFEngine) else 0
-        """The policy step whose weights the engine holds (a vLLM engine starts from `cfg.policy`)."""
-        self.scorer = BatchScorer(cfg.reward.workers, cfg.reward.verifier_options)
 
-        prepare_run_dir(cfg)
-        if self.resumed_from is not None:
-            truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
-        self.logger = MetricsLogger(cfg.run_dir, cfg, resume=self.resumed_from is not None)
+        # The main process samples, verifies, evaluates and logs.
+        self.sampler: Sampler | None = None
+        self.logger: MetricsLogger | None = None
+        if main:
+            lookahead = read_lookahead(self.resumed_from) if self.resumed_from is not None else None
+            self.sampler = Sampler(cfg, self.tokenizer, self.policy, self.autocast, self.step, lookahead)
+            prepare_run_dir(cfg)
+            if self.resumed_from is not None:
+                truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
+            self.logger = MetricsLogger(cfg.run_dir, cfg, resume=self.resumed_from is not None)
 
     # ------------------------------------------------------------------ set-up
 
@@ -214,12 +175,29 @@ class PPOTrainer:
             init_score_head(model, cfg.seed)
         return model.to(self.device).train()
 
-    def _build_engine(self) -> Engine:
-        if self.cfg.rollout.backend == "hf":
-            # sampling alongside the update needs weights the update does not change under it
-            model = copy.deepcopy(self.policy) if self._lookahead else self.policy
-            return HFEngine(model, self.tokenizer, self.autocast)
-        return VLLMEngine(self.cfg.policy, self.cfg.rollout.vllm, seed=self.cfg.seed)
+    def _build_train_engines(self) -> ModelEngines:
+        t, optim = self.cfg.train, self.cfg.optim
+        models: dict[str, torch.nn.Module] = {"policy": self.policy}
+        if self.token_values is not None:
+            models["value"] = self.token_values
+        return ModelEngines(
+            {
+                name: build_engine(model, build_optimizer(model, optim), t.deepspeed, t.micro_batch_size,
+                                   self.accumulation, optim.grad_clip, self.dist)
+                for name, model in models.items()
+            }
+        )  # fmt: skip
+
+    def _micro_batches_per_update(self) -> int:
+        """Micro-batches each process runs per optimizer step. Processes reduce gradients together,
+        so they must run the same number: the batch splits into minibatches × processes equal shares."""
+        minibatches, world = self.cfg.loss.minibatches, self.dist.world
+        if world > 1 and self.episodes_per_step % (minibatches * world):
+            raise ValueError(
+                f"{self.episodes_per_step} episodes per step (rollout.prompts_per_step × samples_per_prompt) "
+                f"do not split evenly into loss.minibatches {minibatches} × {world} processes; change one"
+            )
+        return math.ceil(self.episodes_per_step / (minibatches * world) / self.cfg.train.micro_batch_size)
 
     # ------------------------------------------------------------------ the loop
 
@@ -227,11 +205,11 @@ class PPOTrainer:
         cfg = self.cfg
         self._announce()
         steps = progress(range(self.step, self.max_steps), total=self.max_steps - self.step, desc=cfg.algo,
-                         enabled=cfg.log.progress)  # fmt: skip
+                         enabled=cfg.log.progress and self.dist.is_main)  # fmt: skip
         last_saved: Path | None = None
         try:
             if self.test_prompts and cfg.train.eval_at_start and self.step == 0:
-                self.logger.log(0, self.evaluate())
+                self._log(0, self.evaluate())
             for _ in steps:
                 metrics = self.train_step()
                 self.step += 1
@@ -239,7 +217,7 @@ class PPOTrainer:
                     self.step % cfg.train.eval_every == 0 or self.step == self.max_steps
                 ):
                     metrics.update(self.evaluate())
-                self.logger.log(self.step, metrics)
+                self._log(self.step, metrics)
                 if self.step % cfg.train.save_every == 0 or self.step == self.max_steps:
                     last_saved = self.save_checkpoint()
         finally:
@@ -247,41 +225,41 @@ class PPOTrainer:
         return last_saved or self.ckpt_dir / f"step{self.step}"
 
     def close(self) -> None:
-        """Stop the look-ahead sampling, the verifier workers, the engine and the metrics log."""
-        if self._lookahead is not None:
-            self._lookahead.shutdown(wait=True, cancel_futures=True)
-        self.scorer.close()
-        self.engine.close()
-        self.logger.close()
+        """Stop the sampler (look-ahead, verifier workers, engine) and the metrics log."""
+        for part in (self.sampler, self.logger):
+            if part is not None:
+                part.close()
 
     def train_step(self) -> dict[str, float]:
         started = time.perf_counter()
         prompts = self.next_prompts(self.step)
-        samples, sample_seconds, sync_metrics = self.rollout(prompts)
+        upcoming = self.next_prompts(self.step + 1) if self.step + 1 < self.max_steps else None
+        drawn = broadcast_from_main(
+            self.sampler.draw(prompts, self.step, upcoming) if self.sampler is not None else None, self.dist
+        )
         generated = time.perf_counter()
-        rows = [p.row for p in prompts for _ in range(self.cfg.rollout.samples_per_prompt)]
-        scores, score_metrics = self.score(rows, samples)
-        batch = self.collate(prompts, samples, scores)
+        batch = collate(prompts, drawn, self.tokenizer.pad_token_id)
         old = self.forward_batch(batch)
         advantages, returns, reward_metrics = self.advantages(batch, old)
         update_metrics = self.optimize(batch, old, advantages, returns)
+        if self.old_from_update:  # each process filled in the rows it trained on
+            all_reduce(old["logprobs"], self.dist)
         trained = time.perf_counter()
         response_tokens = float(batch.response_mask.sum())
         lengths = batch.response_mask.sum(1)
         return {
-            **score_metrics,
+            **drawn.metrics,
             **reward_metrics,
             **update_metrics,
-            **sync_metrics,
             "lr": self.lr(),
             "episodes": (self.step + 1) * self.episodes_per_step,
-            "stop_rate": float(torch.tensor([s.finished for s in samples], dtype=torch.float).mean()),
+            "stop_rate": float(torch.tensor([s.finished for s in drawn.samples], dtype=torch.float).mean()),
             "response_length": float(lengths.mean()),
             "kl": float((kl_per_token(old["logprobs"], old["ref_logprobs"], self.cfg.kl.estimator)
                          * batch.response_mask).sum(1).mean()),
             "logprob_gap_mean": float(masked_mean((old["logprobs"] - batch.engine_logprobs).abs(), batch.response_mask)),
             "logprob_gap_max": float(((old["logprobs"] - batch.engine_logprobs).abs() * batch.response_mask).max()),
-            "gen_tokens_per_s": response_tokens / max(sample_seconds, 1e-9),
+            "gen_tokens_per_s": response_tokens / max(drawn.seconds, 1e-9),
             "rollout_wait_seconds": generated - started,
             "train_tokens_per_s": float(batch.attention_mask.sum()) * self.cfg.loss.epochs
             / max(trained - generated, 1e-9),
@@ -299,36 +277,6 @@ class PPOTrainer:
             picked.append(self.prompts[self._epoch_order(epoch)[offset]])
         return picked
 
-    def rollout(self, prompts: Sequence[Prompt]) -> tuple[list[Sample], float, dict[str, float]]:
-        """This step's samples, the engine's seconds for them, and the sync's metrics. On-policy: sync,
-        then sample. async_steps 1: take the batch sampled during the last update, sync, and start
-        sampling the next step's batch before returning."""
-        if self._pending is None:
-            sync_metrics = self.sync()
-            samples, seconds = self._timed_sample(prompts, self.step)
-        else:
-            (samples, seconds), self._pending = self._pending.result(), None
-            sync_metrics = {}
-        if self._lookahead is not None and self.step + 1 < self.max_steps:
-            sync_metrics.update(self.sync())
-            self._pending = self._lookahead.submit(
-                self._timed_sample, self.next_prompts(self.step + 1), self.step + 1
-            )
-        return samples, seconds, sync_metrics
-
-    def _timed_sample(self, prompts: Sequence[Prompt], step: int) -> tuple[list[Sample], float]:
-        start = time.perf_counter()
-        r = self.cfg.rollout
-        samples = self.sample(
-            prompts, r.temperature, r.samples_per_prompt, seed=self.cfg.seed * 1_000_003 + step
-        )
-        return samples, time.perf_counter() - start
-
-    def _engine_idle(self) -> None:
-        """Wait until the look-ahead batch is sampled (its result stays pending for the next step)."""
-        if self._pending is not None:
-            self._pending.result()
-
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order is None or self._order[0] != epoch:
             self._order = (
@@ -337,101 +285,36 @@ class PPOTrainer:
             )
         return self._order[1]
 
-    def sample(
-        self, prompts: Sequence[Prompt], temperature: float, n: int, seed: int, max_tokens: int | None = None
-    ) -> list[Sample]:
-        """`n` responses per prompt, flattened in prompt order (at most `max_tokens`, default the rollout's)."""
-        r = self.cfg.rollout
-        limit = max_tokens or r.max_response_tokens
-        budget = min(limit, r.max_total_tokens - max(len(p.ids) for p in prompts))
-        if budget < 1:
-            raise ValueError(f"rollout.max_total_tokens={r.max_total_tokens} leaves no room for a response")
-        groups = self.engine.sample([p.ids for p in prompts], n, budget, temperature, seed)
-        return [s for group in groups for s in group]
-
-    def score(
-        self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Scalar rewards (verifier × `verification_reward`, or the no-EOS penalty) and their metrics."""
-        results = self._verify(rows, samples)
-        verifier_scores = torch.tensor([r.score for r in results], dtype=torch.float)
-        stopped = torch.tensor([s.finished for s in samples])
-        c = self.cfg.reward
-        scores = sequence_rewards(verifier_scores, stopped, c.verification_reward, c.no_eos_penalty)
-        metrics = {
-            "verifier_score": float(verifier_scores.mean()),
-            "correct_rate": float((verifier_scores == 1).float().mean()),
-            "reward": float(scores.mean()),
-            "verifier_timeouts": float(sum(r.timed_out for r in results)),
-        }
-        correct = [float(r.score == 1) for r in results]
-        metrics.update({f"correct_rate/{name}": v for name, v in mean_by_verifier(rows, correct).items()})
-        return scores, metrics
-
-    def _verify(self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]) -> list[VerifierResult]:
-        """Each sample's verifier result against its row's label."""
-        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
-        return self.scorer.score(
-            [{"prediction": t, "ground_truth": row["ground_truth"], "dataset": row["dataset"]}
-             for t, row in zip(texts, rows, strict=True)]
-        )  # fmt: skip
-
-    def collate(self, prompts: Sequence[Prompt], samples: Sequence[Sample], scores: torch.Tensor) -> Batch:
-        n = self.cfg.rollout.samples_per_prompt
-        prompt_ids = [p.ids for p in prompts for _ in range(n)]
-        width = max(len(p) for p in prompt_ids)
-        response_width = max(len(s.token_ids) for s in samples)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(samples), width + response_width), pad, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        response_mask = torch.zeros((len(samples), response_width))
-        engine_logprobs = torch.zeros((len(samples), response_width))
-        for row, (prompt, sample) in enumerate(zip(prompt_ids, samples, strict=True)):
-            length = len(sample.token_ids)
-            ids[row, width - len(prompt) : width] = torch.tensor(prompt)
-            ids[row, width : width + length] = torch.tensor(sample.token_ids)
-            attention[row, width - len(prompt) : width + length] = 1
-            response_mask[row, :length] = 1
-            engine_logprobs[row, :length] = torch.tensor(sample.logprobs)
-        positions = (attention.cumsum(1) - 1).clamp(min=0)
-        return Batch(ids, attention, positions, response_mask, width, engine_logprobs, scores)
-
-    def _policy_forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-probs, logits) of the response tokens under `model`, at the sampling temperature."""
+    def _policy_forward(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs, logits) of the response tokens, at the sampling temperature."""
         with self._autocast():
-            logits = model(
-                input_ids=batch.input_ids.to(self.device),
-                attention_mask=batch.attention_mask.to(self.device),
-                position_ids=batch.position_ids.to(self.device),
-            ).logits
+            logits = forward(**batch.model_inputs(self.device))
         logits = logits[:, batch.prompt_width - 1 : -1].float() / self.cfg.rollout.temperature
         return token_logprobs(logits, batch.response_tokens().to(self.device)), logits
 
-    def _values(self, batch: Batch) -> torch.Tensor:
-        """V(state before each response token): the value head on every hidden state."""
-        assert self.value is not None
+    def _values(self, forward: Forward, batch: Batch) -> torch.Tensor:
+        """V(state before each response token)."""
         with self._autocast():
-            hidden = self.value.model(
-                input_ids=batch.input_ids.to(self.device),
-                attention_mask=batch.attention_mask.to(self.device),
-                position_ids=batch.position_ids.to(self.device),
-            ).last_hidden_state
-            values = self.value.score(hidden).squeeze(-1)
+            values = forward(**batch.model_inputs(self.device))
         return values[:, batch.prompt_width - 1 : -1].float()
 
     @torch.no_grad()
     def forward_batch(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Log-probs (policy, reference) and values with the weights that sampled, micro-batched.
-        With `old_from_update` the policy's log-probs are left as zeros for the update to fill in."""
+        """Log-probs (policy, reference) and values with the weights that sampled, micro-batched over
+        this process's rows, then gathered from every process. With `old_from_update` the policy's
+        log-probs are left as zeros for the update to fill in."""
         parts: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for index in self._micro_batches(torch.arange(len(batch.scores))):
+        for index in self._micro_batches(rank_rows(torch.arange(len(batch.scores)), self.dist)):
             micro = batch.select(index)
             if not self.old_from_update:
-                parts["logprobs"].append(self._policy_forward(self.policy, micro)[0].cpu())
-            parts["ref_logprobs"].append(self._policy_forward(self.reference, micro)[0].cpu())
-            if self.value is not None:
-                parts["values"].append(self._values(micro).cpu())
-        old = {key: torch.cat(values) * batch.response_mask for key, values in parts.items()}
+                parts["logprobs"].append(self._policy_forward(_forward_of(self.policy), micro)[0].cpu())
+            parts["ref_logprobs"].append(self._policy_forward(_forward_of(self.reference), micro)[0].cpu())
+            if self.token_values is not None:
+                parts["values"].append(self._values(_forward_of(self.token_values), micro).cpu())
+        old = {
+            key: gather_rows(torch.cat(values), self.dist) * batch.response_mask
+            for key, values in parts.items()
+        }
         old.setdefault("logprobs", torch.zeros_like(batch.response_mask))
         return old
 
@@ -461,47 +344,55 @@ class PPOTrainer:
         advantages: torch.Tensor,
         returns: torch.Tensor | None,
     ) -> dict[str, float]:
+        """The updates; their statistics are token-weighted means over every process's micro-batches,
+        averaged over the updates."""
         cfg = self.cfg
         totals: dict[str, float] = {}
+        norms: dict[str, float] = {}  # the same on every process already
         weight = 1.0 / (cfg.loss.epochs * cfg.loss.minibatches)
         generator = torch.Generator().manual_seed(cfg.seed * 7919 + self.step)
         for _ in range(cfg.loss.epochs):
             order = torch.randperm(len(batch.scores), generator=generator)
             for minibatch in order.chunk(cfg.loss.minibatches):
-                for key, value in self._minibatch_update(batch, old, advantages, returns, minibatch).items():
+                sums, grad_norms = self._minibatch_update(batch, old, advantages, returns, minibatch)
+                for key, value in sums.items():
                     _accumulate(totals, key, value, weight)
-        return totals
+                for key, value in grad_norms.items():
+                    _accumulate(norms, key, value, weight)
+        return {**all_reduce_metrics(totals, self.dist, EXTREMES), **norms}
 
     def _minibatch_update(
         self, batch: Batch, old: dict[str, torch.Tensor], advantages: torch.Tensor, returns: torch.Tensor | None,
         minibatch: torch.Tensor,
-    ) -> dict[str, float]:  # fmt: skip
-        cfg, lr = self.cfg, self.lr()
-        tokens = float(batch.response_mask[minibatch].sum())
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
+    ) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+        """One optimizer step over `minibatch`, this process's share of it in micro-batches; returns
+        this process's weighted statistics and the gradient norms."""
+        cfg, d = self.cfg, self.dist
+        tokens = float(batch.response_mask[minibatch].sum())  # over every process's share
+        micro_batches = self._micro_batches(rank_rows(minibatch, d))
         sums: dict[str, float] = {}
-        for index in self._micro_batches(minibatch):
+        for i, index in enumerate(micro_batches):
             micro, mask = batch.select(index), batch.response_mask[index].to(self.device)
             share = float(mask.sum()) / tokens  # micro-batch losses are token means: weight by tokens
-            logprobs, logits = self._policy_forward(self.policy, micro)
-            if self.old_from_update:
-                old["logprobs"][index] = logprobs.detach().cpu() * mask.cpu()
-            pg, stats = policy_loss(logprobs, old["logprobs"][index].to(self.device),
-                                    advantages[index].to(self.device), mask, cfg.loss.clip)  # fmt: skip
-            loss = pg
-            if cfg.kl.placement == "loss":
-                kl = kl_per_token(logprobs, old["ref_logprobs"][index].to(self.device), cfg.kl.estimator)
-                loss = loss + cfg.kl.beta * masked_mean(kl, mask)
-                _accumulate(sums, "kl_loss", float(masked_mean(kl.detach(), mask)), share)
-            if self.value is not None and returns is not None:
-                vf, vf_stats = value_loss(self._values(micro), old["values"][index].to(self.device),
-                                          returns[index].to(self.device), mask, cfg.loss.value_clip)  # fmt: skip
-                loss = loss + cfg.loss.value_coef * vf
-                stats = {**stats, **vf_stats, "value_loss": vf.detach()}
-            if not torch.isfinite(loss):
-                self._save_bad_batch(batch, minibatch)
-            (loss * share).backward()
+            scale = share * d.world  # DDP and ZeRO average over processes (base_model.distributed)
+            with self.train_engines.micro_context(last=i == len(micro_batches) - 1):
+                logprobs, logits = self._policy_forward(self.train_engines["policy"].forward, micro)
+                if self.old_from_update:
+                    old["logprobs"][index] = logprobs.detach().cpu() * mask.cpu()
+                pg, stats = policy_loss(logprobs, old["logprobs"][index].to(self.device),
+                                        advantages[index].to(self.device), mask, cfg.loss.clip)  # fmt: skip
+                loss = pg
+                if cfg.kl.placement == "loss":
+                    kl = kl_per_token(logprobs, old["ref_logprobs"][index].to(self.device), cfg.kl.estimator)
+                    loss = loss + cfg.kl.beta * masked_mean(kl, mask)
+                    _accumulate(sums, "kl_loss", float(masked_mean(kl.detach(), mask)), share)
+                self._backward("policy", loss * scale, batch, minibatch)
+                if self.token_values is not None and returns is not None:
+                    vf, vf_stats = value_loss(self._values(self.train_engines["value"].forward, micro),
+                                              old["values"][index].to(self.device),
+                                              returns[index].to(self.device), mask, cfg.loss.value_clip)  # fmt: skip
+                    self._backward("value", cfg.loss.value_coef * vf * scale, batch, minibatch)
+                    stats = {**stats, **vf_stats, "value_loss": vf.detach()}
             stats = {
                 **stats,
                 "policy_loss": pg.detach(),
@@ -509,48 +400,24 @@ class PPOTrainer:
             }
             for key, value in stats.items():
                 _accumulate(sums, key, float(value), share)
-        for name, model, optimizer in zip(
-            ("policy", "value"), self._trained_models(), self.optimizers, strict=False
-        ):
-            if cfg.optim.grad_clip > 0:
-                sums[f"grad_norm/{name}"] = float(
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.step()
-        return sums
+        lr = self.lr()
+        return sums, {f"grad_norm/{name}": engine.step(lr) for name, engine in self.train_engines.items()}
 
-    def sync(self) -> dict[str, float]:
-        """The current policy weights into the engine, verified on the probe; nothing when it has them."""
-        if self.engine_step == self.step:
-            return {}
-        if isinstance(self.engine, HFEngine) and self.engine.model is self.policy:
-            metrics: dict[str, float] = {}  # the engine samples from the policy itself
-        else:
-            metrics = timed_sync(self.engine, self.policy, self.probe, self.cfg.rollout.sync_tolerance)
-        self.engine_step = self.step
-        return metrics
+    def _backward(self, model: str, loss: torch.Tensor, batch: Batch, minibatch: torch.Tensor) -> None:
+        """The policy's and the value model's losses are separate graphs: each goes through its engine."""
+        if not torch.isfinite(loss):
+            self._save_bad_batch(batch, minibatch)
+        self.train_engines[model].backward(loss)
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Greedy held-out accuracy, overall and per verifier."""
-        self._engine_idle()
-        self.sync()
-        samples = self.sample(self.test_prompts, 0.0, n=1, seed=0, max_tokens=self.cfg.train.eval_max_tokens)
-        rows = [p.row for p in self.test_prompts]
-        scores = [r.score for r in self._verify(rows, samples)]
-        metrics = {"eval/accuracy": sum(scores) / len(scores)}
-        metrics.update({f"eval/accuracy/{name}": v for name, v in mean_by_verifier(rows, scores).items()})
-        return metrics
+        """Greedy held-out accuracy (the main process)."""
+        assert self.sampler is not None
+        return self.sampler.evaluate(self.test_prompts, self.step)
 
     # ------------------------------------------------------------------ helpers
 
     def lr(self) -> float:
         return lr_at(self.step, self.cfg.optim.lr, self.max_steps, self.schedule)
-
-    def _trained_models(self) -> list[torch.nn.Module]:
-        return [self.policy] if self.value is None else [self.policy, self.value]
 
     def _micro_batches(self, index: torch.Tensor) -> list[torch.Tensor]:
         return list(index.split(self.cfg.train.micro_batch_size))
@@ -568,59 +435,59 @@ class PPOTrainer:
             "or check the rewards; resume continues from the last checkpoint."
         )
 
+    def _log(self, step: int, metrics: dict[str, float]) -> None:
+        if self.logger is not None:  # the main process
+            self.logger.log(step, metrics)
+
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
-        """policy/ and value/ as Hugging Face checkpoints, plus optimizers, step and RNG."""
-        from base_model.checkpoint import save_model
+        """policy/ and value/ as Hugging Face folders, each with its optimizer (or DeepSpeed) state;
+        the RNG of every process; the look-ahead batch if one is pending."""
 
-        path = self.ckpt_dir / f"step{self.step}"
-        tmp = path.with_name(path.name + ".tmp")
-        save_model(self.policy, self.tokenizer, tmp / "policy")
-        if self.value is not None:
-            save_model(self.value, self.tokenizer, tmp / "value")
-        pending = self._pending.result() if self._pending is not None else None
-        torch.save(
-            {
-                "step": self.step,
-                "optimizers": [o.state_dict() for o in self.optimizers],
-                "rng": rng_state(),
-                "pending": None if pending is None else ([asdict(s) for s in pending[0]], pending[1]),
-            },
-            tmp / STATE_FILE,
-        )
-        tmp.rename(path)  # complete or absent: a kill mid-save leaves only the .tmp folder
-        return path
+        def write_models(out: Path) -> None:  # the main process
+            save_model(self.policy, self.tokenizer, out / "policy")
+            if self.value is not None:
+                save_model(self.value, self.tokenizer, out / "value")
+            if self.sampler is not None:
+                self.sampler.write_lookahead(out)
+
+        state = {"step": self.step, "episodes": self.step * self.episodes_per_step}
+        final = self.ckpt_dir / f"step{self.step}"
+        return save_training_checkpoint(final, self.dist, self.train_engines, write_models, state)
 
     def load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
-        self.policy.load_state_dict(load_file(str(path / "policy" / "model.safetensors")))
-        if self.value is not None:
-            self.value.load_state_dict(load_file(str(path / "value" / "model.safetensors")))
-        state = torch.load(path / STATE_FILE, weights_only=False)
-        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
+        """Optimizer (and, under DeepSpeed, module) state, step and RNG."""
+        state = read_training_state(path)
+        restore_training_state(
+            path, state, self.dist, self.train_engines, self.cfg.train.deepspeed is not None
+        )
         self.step = state["step"]
-        set_rng_state(state["rng"])
-        if state.get("pending") is not None:  # the look-ahead batch the run had sampled for this step
-            samples, seconds = state["pending"]
-            self._pending = Future()
-            self._pending.set_result(([Sample(**s) for s in samples], seconds))
+
+    def _load_weights(self, path: Path) -> None:
+        self.policy.load_state_dict(read_state_dict(path / "policy"))
+        if self.value is not None:
+            self.value.load_state_dict(read_state_dict(path / "value"))
 
     def _announce(self) -> None:
-        cfg = self.cfg
+        if not self.dist.is_main:
+            return
+        cfg, d = self.cfg, self.dist
         where = f"resuming from {self.resumed_from} at step {self.step}" if self.resumed_from else "starting"
+        training = (
+            f"DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "DDP" if d.world > 1 else "PyTorch"
+        )
         print(
             f"{cfg.algo}: {where}; {len(self.prompts):,} prompts ({self.too_long} too long, left out), "
             f"{self.max_steps} steps × {self.episodes_per_step} episodes, engine {cfg.rollout.backend}, "
+            f"training on {d.world} process(es) with {training}, "
             f"KL {cfg.kl.estimator} in the {cfg.kl.placement} (beta {cfg.kl.beta})",
             file=sys.stderr,
         )
 
 
 EXTREMES = {"ratio_max": max, "ratio_min": min}
-"""Statistics aggregated over micro-batches and updates by their extreme, not their weighted mean."""
+"""Statistics aggregated over micro-batches, updates and processes by their extreme, not their weighted mean."""
 
 
 def _accumulate(totals: dict[str, float], key: str, value: float, weight: float) -> None:
@@ -630,13 +497,18 @@ def _accumulate(totals: dict[str, float], key: str, value: float, weight: float)
         totals[key] = totals.get(key, 0.0) + value * weight
 
 
+def _forward_of(model: torch.nn.Module) -> Forward:
+    """A module's forward as the training engines' `forward`, for the no-grad passes."""
+    return lambda **inputs: model(**inputs, use_cache=False).logits
+
+
 def _step_of(path: Path) -> int:
     digits = path.name.removeprefix("step")
     return int(digits) if digits.isdigit() else -1
 
 
 def train(cfg: PPOConfig) -> Path:
-    return PPOTrainer(cfg).fit()
+    return fit_then_leave(lambda: PPOTrainer(cfg))
 
 
 def main(argv: Sequence[str]) -> int:

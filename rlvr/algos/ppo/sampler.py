@@ -1,0 +1,192 @@
+"""The main process's part of a PPO step: the rollout engine, the verifiers and the weight sync.
+
+`Sampler.draw` turns a step's prompts into scored samples: it syncs the policy's weights into the
+engine when they changed (verified on the probe, `rlvr.rollout`), samples `samples_per_prompt`
+responses per prompt, and scores them with the verifiers (the no-EOS penalty replaces the reward
+of a response that never stopped). Under `torchrun` only the main process has a sampler; the
+other processes receive its `Rollout`.
+
+With `rollout.async_steps: 1` a background thread drives the engine: right after the sync at the
+start of step k it starts sampling step k+1's batch, which overlaps step k's scoring, forwards and
+updates (vLLM computes in its own worker process, so the two really run side by side). A checkpoint
+stores that look-ahead batch (`write_lookahead` / `read_lookahead`), so a resumed run trains on the
+very samples the killed one had drawn.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rlvr.algos.evaluation import mean_by_verifier
+from rlvr.algos.ppo.batch import Prompt, Rollout
+from rlvr.algos.ppo.config import PPOConfig
+from rlvr.algos.ppo.losses import sequence_rewards
+from rlvr.rewards import BatchScorer, VerifierResult
+from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync
+
+LOOKAHEAD_FILE = "lookahead.pt"
+"""In a checkpoint (async_steps 1): the batch the engine had sampled for the next step, and its seconds."""
+
+Drawn = tuple[list[Sample], float]
+"""Samples in prompt order and the engine's seconds for them."""
+
+
+def read_lookahead(checkpoint: Path) -> Drawn | None:
+    path = checkpoint / LOOKAHEAD_FILE
+    if not path.is_file():
+        return None
+    samples, seconds = torch.load(path, weights_only=False)
+    return [Sample(**s) for s in samples], seconds
+
+
+class Sampler:
+    """The main process's rollout engine, verifiers and weight sync (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: PPOConfig,
+        tokenizer: Any,
+        policy: nn.Module,
+        autocast: torch.dtype | None,
+        step: int,
+        lookahead: Drawn | None = None,
+    ) -> None:
+        """`step`: the policy step `policy` holds; `lookahead`: a resumed run's pending batch."""
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.policy = policy
+        r = cfg.rollout
+        self.probe = tokenizer(r.probe, add_special_tokens=False)["input_ids"]
+        self._lookahead = ThreadPoolExecutor(1, thread_name_prefix="rollout") if r.async_steps else None
+        self._pending: Future[Drawn] | None = None
+        """The next step's batch being sampled (async_steps 1)."""
+        if lookahead is not None:
+            self._pending = Future()
+            self._pending.set_result(lookahead)
+        self.engine: Engine
+        if r.backend == "hf":
+            # sampling alongside the update needs weights the update does not change under it
+            self.engine = HFEngine(copy.deepcopy(policy) if self._lookahead else policy, tokenizer, autocast)
+        else:
+            self.engine = VLLMEngine(cfg.policy, r.vllm, seed=cfg.seed)
+        self.engine_step = step if isinstance(self.engine, HFEngine) else 0
+        """The policy step whose weights the engine holds (a vLLM engine starts from `cfg.policy`)."""
+        self.scorer = BatchScorer(cfg.reward.workers, cfg.reward.verifier_options)
+
+    def draw(self, prompts: Sequence[Prompt], step: int, upcoming: Sequence[Prompt] | None) -> Rollout:
+        """Step `step`'s scored samples; `upcoming`: the next step's prompts (None after the last step)."""
+        samples, seconds, sync_metrics = self.rollout(prompts, step, upcoming)
+        rows = [p.row for p in prompts for _ in range(self.cfg.rollout.samples_per_prompt)]
+        scores, score_metrics = self.score(rows, samples)
+        return Rollout(samples, scores, {**score_metrics, **sync_metrics}, seconds)
+
+    def rollout(
+        self, prompts: Sequence[Prompt], step: int, upcoming: Sequence[Prompt] | None
+    ) -> tuple[list[Sample], float, dict[str, float]]:
+        """This step's samples, the engine's seconds for them, and the sync's metrics. On-policy: sync,
+        then sample. async_steps 1: take the batch sampled during the last update, sync, and start
+        sampling the next step's batch before returning."""
+        if self._pending is None:
+            sync_metrics = self.sync(step)
+            samples, seconds = self._timed_sample(prompts, step)
+        else:
+            (samples, seconds), self._pending = self._pending.result(), None
+            sync_metrics = {}
+        if self._lookahead is not None and upcoming is not None:
+            sync_metrics.update(self.sync(step))
+            self._pending = self._lookahead.submit(self._timed_sample, upcoming, step + 1)
+        return samples, seconds, sync_metrics
+
+    def _timed_sample(self, prompts: Sequence[Prompt], step: int) -> Drawn:
+        start = time.perf_counter()
+        r = self.cfg.rollout
+        samples = self.sample(
+            prompts, r.temperature, r.samples_per_prompt, seed=self.cfg.seed * 1_000_003 + step
+        )
+        return samples, time.perf_counter() - start
+
+    def sample(
+        self, prompts: Sequence[Prompt], temperature: float, n: int, seed: int, max_tokens: int | None = None
+    ) -> list[Sample]:
+        """`n` responses per prompt, flattened in prompt order (at most `max_tokens`, default the rollout's)."""
+        r = self.cfg.rollout
+        limit = max_tokens or r.max_response_tokens
+        budget = min(limit, r.max_total_tokens - max(len(p.ids) for p in prompts))
+        if budget < 1:
+            raise ValueError(f"rollout.max_total_tokens={r.max_total_tokens} leaves no room for a response")
+        groups = self.engine.sample([p.ids for p in prompts], n, budget, temperature, seed)
+        return [s for group in groups for s in group]
+
+    def score(
+        self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar rewards (verifier × `verification_reward`, or the no-EOS penalty) and their metrics."""
+        results = self._verify(rows, samples)
+        verifier_scores = torch.tensor([r.score for r in results], dtype=torch.float)
+        stopped = torch.tensor([s.finished for s in samples])
+        c = self.cfg.reward
+        scores = sequence_rewards(verifier_scores, stopped, c.verification_reward, c.no_eos_penalty)
+        metrics = {
+            "verifier_score": float(verifier_scores.mean()),
+            "correct_rate": float((verifier_scores == 1).float().mean()),
+            "reward": float(scores.mean()),
+            "verifier_timeouts": float(sum(r.timed_out for r in results)),
+        }
+        correct = [float(r.score == 1) for r in results]
+        metrics.update({f"correct_rate/{name}": v for name, v in mean_by_verifier(rows, correct).items()})
+        return scores, metrics
+
+    def _verify(self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]) -> list[VerifierResult]:
+        """Each sample's verifier result against its row's label."""
+        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
+        return self.scorer.score(
+            [{"prediction": t, "ground_truth": row["ground_truth"], "dataset": row["dataset"]}
+             for t, row in zip(texts, rows, strict=True)]
+        )  # fmt: skip
+
+    def sync(self, step: int) -> dict[str, float]:
+        """The policy's weights (those of `step`) into the engine, verified on the probe; nothing when
+        it has them."""
+        if self.engine_step == step:
+            return {}
+        if isinstance(self.engine, HFEngine) and self.engine.model is self.policy:
+            metrics: dict[str, float] = {}  # the engine samples from the policy itself
+        else:
+            metrics = timed_sync(self.engine, self.policy, self.probe, self.cfg.rollout.sync_tolerance)
+        self.engine_step = step
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, prompts: Sequence[Prompt], step: int) -> dict[str, float]:
+        """Greedy held-out accuracy of the policy at `step`, overall and per verifier."""
+        if self._pending is not None:  # let the look-ahead batch finish; it stays pending for the next step
+            self._pending.result()
+        self.sync(step)
+        samples = self.sample(prompts, 0.0, n=1, seed=0, max_tokens=self.cfg.train.eval_max_tokens)
+        rows = [p.row for p in prompts]
+        scores = [r.score for r in self._verify(rows, samples)]
+        metrics = {"eval/accuracy": sum(scores) / len(scores)}
+        metrics.update({f"eval/accuracy/{name}": v for name, v in mean_by_verifier(rows, scores).items()})
+        return metrics
+
+    def write_lookahead(self, checkpoint: Path) -> None:
+        """The pending look-ahead batch into `checkpoint` (nothing when there is none)."""
+        if self._pending is not None:
+            samples, seconds = self._pending.result()
+            torch.save(([asdict(s) for s in samples], seconds), checkpoint / LOOKAHEAD_FILE)
+
+    def close(self) -> None:
+        """Stop the look-ahead sampling, the verifier workers and the engine."""
+        if self._lookahead is not None:
+            self._lookahead.shutdown(wait=True, cancel_futures=True)
+        self.scorer.close()
+        self.engine.close()
