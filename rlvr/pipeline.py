@@ -330,7 +330,7 @@ POLICY_STAGES = {"base": "soup", "sft": "sft", "dpo": "dpo", "ppo": "ppo"}
 
 def run_eval(ctx: Context) -> dict[str, Any]:
     """`rlvr eval` of every finished policy stage's checkpoint: pass@1 / pass@k / maj@k per data file."""
-    from rlvr.eval import evaluate
+    from rlvr.eval import evaluate_checkpoints
 
     e = ctx.cfg.evaluation
     synthetic = (
@@ -348,16 +348,17 @@ def run_eval(ctx: Context) -> dict[str, Any]:
     }
     if ctx.cfg.base:  # a released base model (path or hub name) stands in for the soup stage's
         checkpoints = {"base": ctx.cfg.base, **checkpoints}
-    results: dict[str, dict[str, Any]] = {}
-    for name, checkpoint in checkpoints.items():
-        for label, source, limit in sources:
-            out_dir = ctx.path("eval", name, label)
-            metrics = evaluate(
-                checkpoint, source, out_dir, n=e.n, temperature=e.temperature, max_tokens=e.max_tokens,
-                limit=limit, seed=ctx.cfg.seed, backend=e.backend,
-                vllm={"gpu_memory_utilization": e.gpu_memory_utilization},
-            )  # fmt: skip
-            results.setdefault(name, {})[label] = {
+    results: dict[str, dict[str, Any]] = {name: {} for name in checkpoints}
+    for label, source, limit in sources:  # one engine per file, its weights swapped per checkpoint
+        jobs = [
+            (checkpoint, source, ctx.path("eval", name, label)) for name, checkpoint in checkpoints.items()
+        ]
+        all_metrics = evaluate_checkpoints(
+            jobs, n=e.n, temperature=e.temperature, max_tokens=e.max_tokens, limit=limit, seed=ctx.cfg.seed,
+            backend=e.backend, vllm={"gpu_memory_utilization": e.gpu_memory_utilization},
+        )  # fmt: skip
+        for name, (_, _, out_dir), metrics in zip(checkpoints, jobs, all_metrics, strict=True):
+            results[name][label] = {
                 "dir": str(out_dir.relative_to(ctx.run_dir)),
                 "prompts": metrics["overall"]["prompts"],
                 **{k: v for k, v in metrics["overall"].items() if k.startswith(("pass@", "maj@"))},

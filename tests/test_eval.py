@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from base_model.checkpoint import save_model
 from base_model.model import ModelConfig, build_model
@@ -20,6 +21,7 @@ from rlvr.eval import (
     build_messages,
     detect_format,
     evaluate,
+    evaluate_checkpoints,
     load_items,
     main,
     maj_at_k,
@@ -396,6 +398,30 @@ def test_evaluate_in_process_with_template_and_fewshot(
     assert prompt.startswith("<|endoftext|><|system|>\nAnswer.\n<|user|>\nQ: 1 + 1?\n<|assistant|>\n#### 2")
     with pytest.raises(ConfigError, match="unknown key 'temprature'"):
         evaluate(checkpoint, data_files[1], temprature=1.0)
+
+
+def test_checkpoints_share_one_engine_with_the_figures_of_separate_runs(
+    checkpoint: Path, data_files: list[Path], tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    other = tmp_path / "other"  # another checkpoint of the same model: its weights moved
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    save_model(model, AutoTokenizer.from_pretrained(checkpoint), other)
+    settings = {"n": 2, "max_tokens": 8, "backend": "hf", "on_bad_row": "skip"}
+    jobs = [(checkpoint, data_files[0], tmp_path / "a"), (other, data_files[0], tmp_path / "b"),
+            (other, data_files[1], tmp_path / "c")]  # fmt: skip
+    shared = evaluate_checkpoints(jobs, **settings)
+    apart = [
+        evaluate(model, data, tmp_path / f"apart-{i}", **settings) for i, (model, data, _) in enumerate(jobs)
+    ]
+    for together, alone in zip(shared, apart, strict=True):
+        assert together["overall"] == alone["overall"]
+    generations = [(tmp_path / d / "generations.jsonl").read_text() for d in ("a", "b")]
+    assert generations[0] != generations[1]  # the second job really sampled from the other weights
 
 
 @pytest.mark.slow

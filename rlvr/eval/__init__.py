@@ -43,7 +43,7 @@ from rlvr.eval.metrics import (
     pass_at_k,
     summarize,
 )
-from rlvr.eval.runner import EvalConfig, evaluate, main, run
+from rlvr.eval.runner import EvalConfig, evaluate, evaluate_checkpoints, main, run
 
 __all__ = [
     "ADAPTERS",
@@ -55,6 +55,7 @@ __all__ = [
     "build_messages",
     "detect_format",
     "evaluate",
+    "evaluate_checkpoints",
     "format_table",
     "group_metrics",
     "ifeval_metrics",

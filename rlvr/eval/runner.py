@@ -254,9 +254,48 @@ def score(
     ]
 
 
-def run(cfg: EvalConfig) -> dict[str, Any]:
+@dataclass
+class SharedEngine:
+    """One engine for several runs (`evaluate_checkpoints`): built by the first, reloaded for another model."""
+
+    engine: Engine | None = None
+    model: str | None = None
+
+    def engine_for(
+        self, cfg: EvalConfig, model: str, tokenizer: Any, context: int, probe: list[int]
+    ) -> Engine:
+        if self.engine is None:
+            self.engine = build_engine(cfg, model, tokenizer, context)
+        elif self.model != model:
+            if cfg.backend == "vllm" and cfg.vllm.dtype != "float32":
+                raise ValueError("a shared engine's reloads are verified against fp32 weights: keep vllm.dtype "
+                                 "float32, or evaluate the checkpoints one by one")  # fmt: skip
+            load_into(self.engine, model, probe)
+        self.model = model
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
+SYNC_TOLERANCE = 1e-3
+"""Max per-token log-prob gap between the engine and the checkpoint after a reload (fp32 both sides)."""
+
+
+def load_into(engine: Engine, model: str, probe: list[int]) -> None:
+    """`model`'s weights into a running engine (same shape and tokenizer), verified on `probe`."""
+    from rlvr.algos.common import load_causal_lm
+    from rlvr.rollout import verify_sync
+
+    module = load_causal_lm(model)
+    engine.load_weights(module)
+    verify_sync(engine, module, probe, SYNC_TOLERANCE)
+
+
+def run(cfg: EvalConfig, shared: SharedEngine | None = None) -> dict[str, Any]:
     """Load, sample, verify, aggregate; write generations.jsonl, metrics.json and config.yaml; print
-    the table. Returns the metrics."""
+    the table. Returns the metrics. With `shared`, the engine outlives the run (the caller closes it)."""
     from transformers import AutoTokenizer
 
     from rlvr.algos.common import resolve_checkpoint
@@ -270,12 +309,14 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     capped = sum(p.budget < cfg.max_tokens for p in prompts)
     print(f"eval: {model}: {len(prompts):,} prompts × {cfg.n} samples, context {context} tokens ("
           f"{capped:,} prompts with less than max_tokens={cfg.max_tokens} left for the response)", file=sys.stderr)  # fmt: skip
-    engine = build_engine(cfg, model, tokenizer, context)
+    own = shared is None
+    engine = (SharedEngine() if own else shared).engine_for(cfg, model, tokenizer, context, prompts[0].ids)
     sampling_started = time.perf_counter()
     try:
         samples = sample_all(engine, prompts, cfg)
     finally:
-        engine.close()
+        if own:
+            engine.close()
     sampling_seconds = time.perf_counter() - sampling_started
     generations = score(prompts, samples, tokenizer, cfg)
     tokens = sum(len(s.token_ids) for group in samples for s in group)
@@ -309,9 +350,32 @@ def evaluate(
     """`rlvr eval` in-process: `settings` are `EvalConfig` fields (nested ones as dicts), type-checked
     like the command line's; returns the metrics (`accuracy` is pass@1, `accuracy_by_verifier` per
     verifier)."""
+    return run(_config(model, data, out_dir, settings))
+
+
+def evaluate_checkpoints(
+    jobs: Sequence[tuple[str | Path, str | Path, str | Path]], **settings: Any
+) -> list[dict[str, Any]]:
+    """`evaluate(model, data, out_dir, **settings)` for each job with ONE engine: built for the first
+    model, then each other model's weights are loaded into it and verified on a probe (an fp32 engine:
+    `settings` may not change `vllm.dtype`). For checkpoints of one model (same shape and tokenizer),
+    e.g. a pipeline's stages: a vLLM start-up per checkpoint is what this saves."""
+    shared = SharedEngine()
+    try:
+        return [run(_config(model, data, out_dir, settings), shared) for model, data, out_dir in jobs]
+    finally:
+        shared.close()
+
+
+def _config(
+    model: str | Path,
+    data: str | Path | Sequence[str | Path],
+    out_dir: str | Path | None,
+    settings: dict[str, Any],
+) -> EvalConfig:
     sources = [str(data)] if isinstance(data, str | Path) else [str(d) for d in data]
     values = {"model": str(model), "data": sources, "out_dir": None if out_dir is None else str(out_dir)}
-    return run(from_dict(EvalConfig, {**values, **settings}, source="evaluate()"))
+    return from_dict(EvalConfig, {**values, **settings}, source="evaluate()")
 
 
 EPILOG = """settings (EvalConfig in rlvr/eval/runner.py; --key=value or --key value):
