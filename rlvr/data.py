@@ -154,7 +154,9 @@ def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
     return count
 
 
-def _numbered_rows(source: str, split: str) -> Iterable[tuple[int, Any]]:
+def numbered_rows(source: str, split: str) -> Iterable[tuple[int, Any]]:
+    """`(line or row number, row)` from a local .jsonl / .json / .parquet file, or a hub data set
+    `org/name[:split]` or `org/name:config:split` (through `datasets.load_dataset`)."""
     path = Path(source)
     if path.exists():
         suffix = path.suffix.lower()
@@ -172,11 +174,12 @@ def _numbered_rows(source: str, split: str) -> Iterable[tuple[int, Any]]:
         raise DataError(f"{source}: unsupported file type '{suffix}'; use .jsonl, .json or .parquet")
     if source.endswith((".jsonl", ".json", ".parquet")) or source.startswith((".", "/")):
         raise DataError(f"{source}: no such file")
-    name, _, hub_split = source.partition(":")
+    name, *rest = source.split(":")
+    config, hub_split = (rest[0], rest[1]) if len(rest) == 2 else (None, rest[0] if rest else split)
     import datasets
 
     try:
-        data = datasets.load_dataset(name, split=hub_split or split)
+        data = datasets.load_dataset(name, config, split=hub_split)
     except Exception as err:  # datasets raises many types for "not found / offline"
         raise DataError(
             f"{source}: could not load from the Hugging Face hub ({type(err).__name__}: {err}). "
@@ -202,7 +205,7 @@ def load_rows(
     source = str(source)
     rows: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
-    for line, row in _numbered_rows(source, split):
+    for line, row in numbered_rows(source, split):
         if limit is not None and len(rows) >= limit:
             break
         if isinstance(row, JsonLineError):

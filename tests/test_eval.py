@@ -4,14 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import torch
 
 from base_model.checkpoint import save_model
-from base_model.model import ModelConfig, build_model
-from base_model.tokenizer import load_tokenizer, train_tokenizer
 from rlvr.config import ConfigError, load_config
 from rlvr.data import DataError, write_jsonl
 from rlvr.eval import (
@@ -32,8 +31,6 @@ from rlvr.eval import (
 )
 from rlvr.rewards import score_row
 
-# Head size 32 (vLLM's CPU minimum), 2 layers, a 128-token context.
-TINY = ModelConfig(d_model=64, n_layers=2, n_heads=2, mlp_hidden=128, vocab_size=300, max_seq_len=128)
 TEXTS = [
     "Sam has 12 cards. He buys 3 more. How many cards does Sam have? Sam has 15 cards. #### 15",
     "Compute $1 + 1$. The answer is $\\boxed{2}$.",
@@ -328,14 +325,8 @@ def test_summarize_per_dataset_and_per_ifeval_instruction() -> None:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tokenizer_dir = tmp_path_factory.mktemp("tokenizer")
-    train_tokenizer(iter(TEXTS), tokenizer_dir, vocab_size=TINY.vocab_size)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    model = build_model(TINY, tokenizer.eos_token_id, tokenizer.pad_token_id, seed=0, attention="eager")
-    out = tmp_path_factory.mktemp("policy")
-    save_model(model, tokenizer, out)
-    return out
+def checkpoint(make_tiny_checkpoint: Callable[[Sequence[str]], Path]) -> Path:
+    return make_tiny_checkpoint(TEXTS)
 
 
 @pytest.fixture

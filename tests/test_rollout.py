@@ -5,30 +5,22 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import torch
 
-from base_model.checkpoint import save_model
-from base_model.model import ModelConfig, build_model
-from base_model.tokenizer import load_tokenizer, train_tokenizer
+from base_model.tokenizer import load_tokenizer
 from rlvr.algos.ppo.losses import token_logprobs
 from rlvr.rollout import HFEngine, SyncError, max_abs_gap, verify_sync
 
-TINY = ModelConfig(d_model=64, n_layers=2, n_heads=2, mlp_hidden=128, vocab_size=300, max_seq_len=128)
 TEXTS = ["Sam has 12 cards. He sells 1. #### 11", "The quick brown fox jumps over the lazy dog."] * 20
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tokenizer_dir = tmp_path_factory.mktemp("tokenizer")
-    train_tokenizer(iter(TEXTS), tokenizer_dir, vocab_size=TINY.vocab_size)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    model = build_model(TINY, tokenizer.eos_token_id, tokenizer.pad_token_id, seed=0, attention="eager")
-    out = tmp_path_factory.mktemp("policy")
-    save_model(model, tokenizer, out)
-    return out
+def checkpoint(make_tiny_checkpoint: Callable[[Sequence[str]], Path]) -> Path:
+    return make_tiny_checkpoint(TEXTS)
 
 
 def load(checkpoint: Path) -> tuple[torch.nn.Module, object]:

@@ -8,12 +8,12 @@ the file and line, or is left out and listed (`on_bad_row="skip"`) — never dro
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rlvr.data import DataError, JsonLineError, read_jsonl, row_problems
+from rlvr.data import DataError, JsonLineError, numbered_rows, read_jsonl, row_problems
 from rlvr.rewards import gsm8k, ifeval, verifier_name_problems
 from rlvr.rewards.contract import LabelError
 from rlvr.rewards.math_normalize import last_boxed
@@ -124,33 +124,6 @@ ADAPTERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 }
 
 
-def read_source(source: str, split: str = "test") -> Iterable[tuple[int, Any]]:
-    """`(line or row number, row)` from a local .jsonl/.json (one object a line) or .parquet file,
-    or a hub data set `org/name[:config][:split]` (through `datasets.load_dataset`)."""
-    path = Path(source)
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json"):
-            return read_jsonl(path)
-        if suffix == ".parquet":
-            import datasets
-
-            return enumerate(datasets.load_dataset("parquet", data_files=str(path), split="train"), start=1)
-        raise DataError(f"{source}: unsupported file type '{suffix}'; use .jsonl or .parquet")
-    if source.endswith((".jsonl", ".json", ".parquet")) or source.startswith((".", "/")):
-        raise DataError(f"{source}: no such file")
-    name, *rest = source.split(":")
-    config, split = (rest[0], rest[1]) if len(rest) == 2 else (None, rest[0] if rest else split)
-    import datasets
-
-    try:
-        return enumerate(datasets.load_dataset(name, config, split=split), start=1)
-    except Exception as err:  # datasets raises many types for "not found / offline"
-        raise DataError(
-            f"{source}: could not load from the Hugging Face hub ({type(err).__name__}: {err})"
-        ) from err
-
-
 def load_items(
     source: str,
     fmt: Format = "auto",
@@ -164,7 +137,7 @@ def load_items(
     """
     items: list[Item] = []
     skipped: list[tuple[int, str]] = []
-    for line, raw in read_source(source, split):
+    for line, raw in numbered_rows(source, split):
         if limit is not None and len(items) >= limit:
             break
         row = dict(raw) if hasattr(raw, "keys") else raw
