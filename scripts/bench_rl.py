@@ -70,7 +70,8 @@ BETA = 0.04
 VERIFICATION_REWARD = 10.0
 ATTENTION = "eager"  # rlvr's CPU presets use it (faster than sdpa for short sequences); both sides get it
 MAX_PROMPT_TOKENS = 256
-RLVR_PHASES = ("sample", "score", "collate", "forward_batch", "optimize", "sync")
+RLVR_PHASES = ("sample", "score", "forward_batch", "optimize", "sync")
+"""The step's timed parts: the trainer's forwards and updates, its sampler's sampling, scoring and sync."""
 
 
 def prepare(work: Path, checkpoint: str | None) -> tuple[Path, str]:
@@ -126,8 +127,10 @@ def time_phases(trainer: PPOTrainer) -> dict[str, list[float]]:
 
         return run
 
+    assert trainer.sampler is not None  # one process: the trainer is the main one
     for name in RLVR_PHASES:
-        setattr(trainer, name, timed(name, getattr(trainer, name)))
+        owner = trainer if hasattr(trainer, name) else trainer.sampler
+        setattr(owner, name, timed(name, getattr(owner, name)))
     return seconds
 
 
@@ -148,13 +151,14 @@ def bench_rlvr(trainer: PPOTrainer, steps: int) -> dict[str, Any]:
 
 def bench_engines(trainer: PPOTrainer, repeats: int, n_prompts: int) -> list[dict[str, Any]]:
     """rlvr's vLLM engine vs its transformers engine on the run's first `n_prompts` prompts."""
+    assert trainer.sampler is not None
     cfg = trainer.cfg.rollout
     per_step = cfg.prompts_per_step
     prompts = [p.ids for step in range(-(-n_prompts // per_step)) for p in trainer.next_prompts(step)][
         :n_prompts
     ]
     engines: dict[str, Engine] = {
-        "vLLM engine": trainer.engine,
+        "vLLM engine": trainer.sampler.engine,
         "transformers engine": HFEngine(trainer.policy, trainer.tokenizer),
     }
     results = []
