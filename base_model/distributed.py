@@ -74,10 +74,6 @@ def all_reduce(
     return tensor
 
 
-def all_reduce_sum(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
-    return all_reduce(tensor, d)
-
-
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()

@@ -35,7 +35,7 @@ from base_model.data import ChunkSource, EvalChunks, MixtureSampler, check_token
 from base_model.distributed import (
     Dist,
     Engine,
-    all_reduce_sum,
+    all_reduce,
     build_engine,
     fit_then_leave,
     init_distributed,
@@ -179,7 +179,7 @@ class Trainer:
         if self.cfg.train.peak_tflops is not None:
             return self.cfg.train.peak_tflops * 1e12 * self.dist.world
         mine = measure_matmul_peak(self.dist.device, self.autocast or torch.float32, seconds=1.0)
-        return float(all_reduce_sum(torch.tensor(mine, dtype=torch.float64), self.dist))
+        return float(all_reduce(torch.tensor(mine, dtype=torch.float64), self.dist))
 
     # ------------------------------------------------------------------ the loop
 
@@ -223,7 +223,7 @@ class Trainer:
         batches = [self.sampler.batch(mine[i : i + micro]) for i in range(0, per_rank, micro)]
 
         n_local = sum(int((labels[:, 1:] != -100).sum()) for _, labels in batches)
-        n_global = max(1.0, float(all_reduce_sum(torch.tensor(float(n_local)), d)))
+        n_global = max(1.0, float(all_reduce(torch.tensor(float(n_local)), d)))
         sums = torch.zeros(2, dtype=torch.float64)
         for i, (input_ids, labels) in enumerate(batches):
             with self.engine.micro_context(last=i == len(batches) - 1):
@@ -234,7 +234,7 @@ class Trainer:
 
         lr = lr_at(self.step, self.cfg.optim.lr, self.cfg.train.max_steps, self.cfg.schedule)
         grad_norm = self.engine.step(lr)
-        ce, z = (all_reduce_sum(sums, d) / n_global).tolist()
+        ce, z = (all_reduce(sums, d) / n_global).tolist()
         elapsed = time.perf_counter() - start
         tokens_per_s = self.tokens_per_step / elapsed
         return {
@@ -263,7 +263,7 @@ class Trainer:
         assert self.eval_set is not None
         batches = self.eval_set.batches(self.cfg.train.micro_batch_size, self.dist.rank, self.dist.world)
         sums = heldout_sums(self.engine.module, batches, self.dist.device, self.autocast)
-        ce, n = all_reduce_sum(sums, self.dist).tolist()
+        ce, n = all_reduce(sums, self.dist).tolist()
         return {"eval_loss": ce / max(n, 1.0)}
 
     def _autocast(self) -> Any:

@@ -47,7 +47,7 @@ from base_model.config import DistributedConfig, ScheduleConfig
 from base_model.distributed import (
     Dist,
     Engine,
-    all_reduce_sum,
+    all_reduce,
     barrier,
     build_engine,
     fit_then_leave,
@@ -429,7 +429,7 @@ class PostTrainer(Generic[ExampleT]):
         batch = self.global_batch(self.step)
         micro_batches = self.local_micro_batches(batch)
         units = float(
-            all_reduce_sum(torch.tensor(self.loss_units([e for micro in micro_batches for e in micro])), d)
+            all_reduce(torch.tensor(self.loss_units([e for micro in micro_batches for e in micro])), d)
         )
         scale = d.world / max(units, 1e-12)  # DDP/DeepSpeed average over processes; see distributed.py
         sums: dict[str, float] = {}
@@ -443,9 +443,9 @@ class PostTrainer(Generic[ExampleT]):
         lr = lr_at(self.step, self.cfg.optim.lr, self.max_steps, self.schedule)
         grad_norm = self.engine.step(lr)
         keys = sorted(sums)
-        totals = all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64), d).tolist()
+        totals = all_reduce(torch.tensor([sums[k] for k in keys], dtype=torch.float64), d).tolist()
         mine = sum(self.example_tokens(e) for micro in micro_batches for e in micro)
-        step_tokens = int(all_reduce_sum(torch.tensor(mine), d))
+        step_tokens = int(all_reduce(torch.tensor(mine), d))
         self.tokens += step_tokens
         elapsed = time.perf_counter() - started
         return {

@@ -161,7 +161,7 @@ class DPOTrainer(PolicyTrainer[EncodedPair]):
     def _reference_logps(self, model: torch.nn.Module) -> torch.Tensor:
         """Load the cache if it belongs to this run's start and data; else compute it (on the starting
         weights: this runs before a resumed checkpoint's weights are loaded) and save it."""
-        from base_model.distributed import all_reduce_sum
+        from base_model.distributed import all_reduce
 
         path = self.cfg.run_dir / REFERENCE_FILE
         fingerprint = self._fingerprint()
@@ -193,7 +193,7 @@ class DPOTrainer(PolicyTrainer[EncodedPair]):
         model.train()
         logps = torch.zeros(len(self.examples), 4, dtype=torch.float64)
         logps[d.rank :: d.world] = torch.cat(rows)
-        logps = all_reduce_sum(logps, d)
+        logps = all_reduce(logps, d)
         if d.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"fingerprint": fingerprint, "logps": logps}, path)
