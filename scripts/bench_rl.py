@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/bench_rl.py [--steps 5] [--prompts 4] [--group 8] [--max-tokens 128]
                                          [--repeats 3] [--engine-prompts N] [--threads N] [--bf16]
-                                         [--async-steps 0|1] [--checkpoint PATH] [--json OUT]
+                                         [--async-steps 0|1] [--engine-compile] [--train-compile]
+                                         [--trl-threads N] [--checkpoint PATH] [--json OUT]
 
 What is measured (issue #6, "Speed"):
 
@@ -24,7 +25,11 @@ What is measured (issue #6, "Speed"):
 
 `--async-steps 1` runs rlvr with `rollout.async_steps: 1`: the vLLM worker samples the next batch
 while the trainer updates on this one (one step off-policy, as open-instruct's async mode). With
-`--threads 1` the trainer and the vLLM worker each get one of the two cores.
+`--threads 1` the trainer and the vLLM worker each get one of the two cores (vLLM's scheduler process
+shares its worker's core: `VLLMConfig.scheduler_on_worker_cores`). `--engine-compile` and
+`--train-compile` turn on rlvr's torch.compile of the engine (`rollout.vllm.enforce_eager: false`) and
+of the trainer's models (`train.compile`); their compiling falls in start-up and the warm-up step,
+which neither side's figure counts. `--trl-threads` gives TRL its own thread count (it runs alone).
 
 Default model: a randomly initialised ≈11M-parameter OLMo 2 (d_model 384, 6 layers, 6 heads, SwiGLU
 1024, vocab 1024) with a byte-level BPE trained on the synthetic suite; `--checkpoint` uses a trained
@@ -56,6 +61,7 @@ from base_model.checkpoint import save_model
 from base_model.data import iter_texts
 from base_model.model import ModelConfig, build_model, describe
 from base_model.tokenizer import train_tokenizer
+from rlvr.algos.common import load_causal_lm
 from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.trainer import PPOTrainer
 from rlvr.config import from_dict
@@ -100,7 +106,8 @@ def rlvr_trainer(args: argparse.Namespace, work: Path, prompts_file: Path, check
         "data": {"train": [str(prompts_file)], "max_prompt_tokens": MAX_PROMPT_TOKENS},
         "rollout": {"backend": "vllm", "prompts_per_step": args.prompts, "samples_per_prompt": args.group,
                     "max_response_tokens": args.max_tokens, "max_total_tokens": total_tokens, "temperature": 1.0,
-                    "vllm": {"gpu_memory_utilization": 0.1, "max_model_len": total_tokens},
+                    "vllm": {"gpu_memory_utilization": 0.1, "max_model_len": total_tokens,
+                             "enforce_eager": not args.engine_compile},
                     "async_steps": args.async_steps},
         "reward": {"verification_reward": VERIFICATION_REWARD},
         "kl": {"beta": BETA, "estimator": "k3", "placement": "loss"},
@@ -108,7 +115,7 @@ def rlvr_trainer(args: argparse.Namespace, work: Path, prompts_file: Path, check
         "optim": {"lr": LR, "warmup_ratio": 0.0},
         "train": {"total_episodes": (args.steps + 1) * episodes, "micro_batch_size": episodes,
                   "precision": "bf16" if args.bf16 else "fp32",
-                  "attention": ATTENTION, "save_every": 10**9, "eval_every": 10**9},
+                  "attention": ATTENTION, "save_every": 10**9, "eval_every": 10**9, "compile": args.train_compile},
     })  # fmt: skip
     return PPOTrainer(cfg)
 
@@ -159,7 +166,7 @@ def bench_engines(trainer: PPOTrainer, repeats: int, n_prompts: int) -> list[dic
     ]
     engines: dict[str, Engine] = {
         "vLLM engine": trainer.sampler.engine,
-        "transformers engine": HFEngine(trainer.policy, trainer.tokenizer),
+        "transformers engine": HFEngine(eager_copy(trainer), trainer.tokenizer),
     }
     results = []
     for name, engine in engines.items():
@@ -177,6 +184,13 @@ def bench_engines(trainer: PPOTrainer, repeats: int, n_prompts: int) -> list[dic
         results.append({"engine": name, "prompts": n_prompts, "calls": repeats, "tokens_per_call": statistics.mean(tokens),
                         "tokens_per_s": statistics.median(rates), "all_tokens_per_s": rates})  # fmt: skip
     return results
+
+
+def eager_copy(trainer: PPOTrainer) -> torch.nn.Module:
+    """The trainer's policy, uncompiled (`generate` through a compiled module recompiles as the cache grows)."""
+    model = load_causal_lm(trainer.cfg.policy, ATTENTION)
+    model.load_state_dict(trainer.policy.state_dict())
+    return model
 
 
 # ----------------------------------------------------------------------------- TRL
@@ -287,6 +301,17 @@ def main() -> None:
         "--async-steps", type=int, choices=(0, 1), default=0,
         help="rlvr's rollout.async_steps: 1 samples the next batch while this one trains",
     )  # fmt: skip
+    parser.add_argument(
+        "--engine-compile", action="store_true",
+        help="rlvr's vLLM engine with torch.compile (rollout.vllm.enforce_eager: false; ≈20 s more start-up)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--train-compile", action="store_true",
+        help="rlvr's train.compile: torch.compile the policy and reference (compiling falls in start-up and warm-up)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trl-threads", type=int, help="torch threads while TRL runs (default: --threads); TRL runs alone"
+    )
     parser.add_argument("--checkpoint", help="a trained rlvr checkpoint instead of a random model")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
@@ -302,7 +327,10 @@ def main() -> None:
         rows = [{"prompt": chat_prompt(p.row["messages"]), "ground_truth": p.row["ground_truth"],
                  "dataset": p.row["dataset"]}
                 for step in range(args.steps + 1) for p in trainer.next_prompts(step)]  # fmt: skip
+        rlvr_threads = torch.get_num_threads()
+        torch.set_num_threads(args.trl_threads or rlvr_threads)
         trl = bench_trl(args, work, rows, checkpoint)
+        torch.set_num_threads(rlvr_threads)
         print(f"TRL done, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
         try:
             rlvr = bench_rlvr(trainer, args.steps)

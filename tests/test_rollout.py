@@ -83,9 +83,14 @@ ENGINE_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         checkpoint, probe, prompt = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-        engine = VLLMEngine(checkpoint, VLLMConfig(max_model_len=128, gpu_memory_utilization=0.1))
+        config = VLLMConfig(max_model_len=128, gpu_memory_utilization=0.1, enforce_eager=sys.argv[4] == "eager")
+        engine = VLLMEngine(checkpoint, config)
+        import psutil
+        (core,) = [p for p in psutil.Process().children() if p.name().startswith("VLLM::Engine")]
+        workers = sorted({c for w in core.children() for c in w.cpu_affinity()})
+        result = {"affinity": {"scheduler": core.cpu_affinity(), "workers": workers}}
         model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="eager")
-        result = {"gap_at_start": max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))}
+        result["gap_at_start"] = max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))
         generator = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for p in model.parameters():
@@ -100,9 +105,11 @@ ENGINE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
 def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
-    checkpoint: Path, tmp_path: Path
+    checkpoint: Path, tmp_path: Path, mode: str
 ) -> None:
+    """Also compiled (`enforce_eager: false`): the new weights must reach the compiled model too."""
     pytest.importorskip("vllm")
     model, tokenizer = load(checkpoint)
     probe, prompt = tokenizer.encode(TEXTS[1]), tokenizer.encode("Sam has 12")
@@ -110,7 +117,7 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
     script.write_text(ENGINE_SCRIPT)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     run = subprocess.run(
-        [sys.executable, str(script), str(checkpoint), json.dumps(probe), json.dumps(prompt)],
+        [sys.executable, str(script), str(checkpoint), json.dumps(probe), json.dumps(prompt), mode],
         capture_output=True,
         text=True,
         env=env,
@@ -119,6 +126,10 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stderr[-3000:]
     result = json.loads(lines[0].removeprefix("RESULT "))
+    affinity = result[
+        "affinity"
+    ]  # the scheduler shares its worker's core (VLLMConfig.scheduler_on_worker_cores)
+    assert affinity["workers"] and affinity["scheduler"] == affinity["workers"]
     assert result["gap_at_start"] < 1e-4
     assert result["stale_gap"] > 0.05  # the probe sees a changed model ...
     assert result["sync"]["sync_probe_gap"] < 1e-4  # ... and the synced engine serves it

@@ -201,3 +201,40 @@ def test_value_model_starts_from_the_reward_model(tmp_path: Path, suite: Path, b
         )
     )
     assert trainer.value is not None and bool((trainer.value.score.weight == 0.25).all())
+
+
+def test_compile_needs_the_vllm_engine_and_the_plain_pytorch_engine(
+    tmp_path: Path, suite: Path, base_checkpoint: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"needs rollout\.backend vllm"):
+        ppo_cfg(tmp_path, suite, base_checkpoint, {"train": {"compile": True}})
+    cfg = ppo_cfg(tmp_path, suite, base_checkpoint)
+    cfg.train.compile, cfg.train.deepspeed = True, "configs/deepspeed/zero2.json"
+    with pytest.raises(ValueError, match="plain PyTorch engine"):
+        PPOTrainer(cfg)
+
+
+@pytest.mark.slow
+def test_compiled_models_train_as_the_eager_ones(tmp_path: Path, suite: Path, base_checkpoint: Path) -> None:
+    """`train.compile` (vLLM engine): the same rewards, losses and synced weights as the eager run."""
+    pytest.importorskip("vllm")
+    runs = {}
+    for compiled in (False, True):
+        cfg = ppo_cfg(tmp_path / str(compiled), suite, base_checkpoint,
+                      {"rollout": {"backend": "vllm", "vllm": {"gpu_memory_utilization": 0.05, "max_model_len": 128}},
+                       "train": {"compile": compiled, "total_episodes": 16, "eval_every": 100}})  # fmt: skip
+        final = train(cfg)
+        runs[compiled] = (
+            read_metrics(cfg.run_dir / "metrics.jsonl"),
+            load_file(final / "policy/model.safetensors"),
+        )
+    (eager, eager_weights), (compiled, compiled_weights) = runs[False], runs[True]
+    assert [m["step"] for m in compiled] == [m["step"] for m in eager]
+    for a, b in zip(eager, compiled, strict=True):
+        assert a.get("reward") == b.get("reward")  # the same samples: the engines hold the same weights
+        for key in ("policy_loss", "value_loss", "kl"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-5), key
+    assert compiled_weights.keys() == eager_weights.keys()
+    for name, tensor in eager_weights.items():
+        torch.testing.assert_close(compiled_weights[name], tensor, rtol=0, atol=1e-4)

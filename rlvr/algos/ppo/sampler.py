@@ -31,7 +31,7 @@ from rlvr.algos.ppo.batch import Prompt, Rollout
 from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.losses import sequence_rewards
 from rlvr.rewards import BatchScorer, VerifierResult
-from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync
+from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync, verify_sync
 
 LOOKAHEAD_FILE = "lookahead.pt"
 """In a checkpoint (async_steps 1): the batch the engine had sampled for the next step, and its seconds."""
@@ -78,6 +78,8 @@ class Sampler:
             self.engine = HFEngine(copy.deepcopy(policy) if self._lookahead else policy, tokenizer, autocast)
         else:
             self.engine = VLLMEngine(cfg.policy, r.vllm, seed=cfg.seed)
+            if step == 0:  # serving the checkpoint the trainer loaded? (fails before the first rollout)
+                verify_sync(self.engine, policy, self.probe, r.sync_tolerance)
         self.engine_step = step if isinstance(self.engine, HFEngine) else 0
         """The policy step whose weights the engine holds (a vLLM engine starts from `cfg.policy`)."""
         self.scorer = BatchScorer(cfg.reward.workers, cfg.reward.verifier_options)

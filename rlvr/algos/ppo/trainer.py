@@ -123,6 +123,8 @@ class PPOTrainer:
         self.reference.requires_grad_(False)
         self.value = self._load_value_model() if cfg.algo == "ppo" else None
         self.token_values = TokenValues(self.value) if self.value is not None else None
+        if t.compile:
+            self._compile_models()
         checkpoints = sorted(
             (p for p in self.ckpt_dir.glob("step*") if _step_of(p) >= 0 and (p / STATE_FILE).is_file()),
             key=_step_of,
@@ -174,6 +176,14 @@ class PPOTrainer:
         if cfg.value_init != "reward_model":
             init_score_head(model, cfg.seed)
         return model.to(self.device).train()
+
+    def _compile_models(self) -> None:
+        """Compiled in place (`Module.compile`), so state dicts, checkpoints and weight syncs keep their names."""
+        if self.cfg.train.deepspeed is not None:
+            raise ValueError("train.compile works with the plain PyTorch engine only; unset train.deepspeed")
+        for model in (self.policy, self.reference, self.value):
+            if model is not None:
+                model.compile(dynamic=True)
 
     def _build_train_engines(self) -> ModelEngines:
         t, optim = self.cfg.train, self.cfg.optim
