@@ -208,10 +208,9 @@ def test_compile_needs_the_vllm_engine_and_the_plain_pytorch_engine(
 ) -> None:
     with pytest.raises(ValueError, match=r"needs rollout\.backend vllm"):
         ppo_cfg(tmp_path, suite, base_checkpoint, {"train": {"compile": True}})
-    cfg = ppo_cfg(tmp_path, suite, base_checkpoint)
-    cfg.train.compile, cfg.train.deepspeed = True, "configs/deepspeed/zero2.json"
     with pytest.raises(ValueError, match="plain PyTorch engine"):
-        PPOTrainer(cfg)
+        ppo_cfg(tmp_path, suite, base_checkpoint, {"rollout": {"backend": "vllm"},
+                                                   "train": {"compile": True, "deepspeed": "configs/deepspeed/zero2.json"}})  # fmt: skip
 
 
 @pytest.mark.slow

@@ -146,6 +146,8 @@ class PPOConfig(RunConfig):
                 "train.compile needs rollout.backend vllm: transformers' generate through a compiled policy "
                 "recompiles as its cache grows"
             )
+        if self.train.compile and self.train.deepspeed is not None:
+            raise ValueError("train.compile works with the plain PyTorch engine only; unset train.deepspeed")
         if self.reward.rm_multiplier and not self.reward_model:
             raise ValueError("reward.rm_multiplier is set but reward_model is empty")
         if self.algo == "ppo" and self.value_init == "reward_model" and not self.reward_model:

@@ -179,8 +179,6 @@ class PPOTrainer:
 
     def _compile_models(self) -> None:
         """Compiled in place (`Module.compile`), so state dicts, checkpoints and weight syncs keep their names."""
-        if self.cfg.train.deepspeed is not None:
-            raise ValueError("train.compile works with the plain PyTorch engine only; unset train.deepspeed")
         for model in (self.policy, self.reference, self.value):
             if model is not None:
                 model.compile(dynamic=True)
