@@ -1,6 +1,11 @@
 """Benchmark the built-in verifiers on the real benchmark files; MATH side by side with math-verify.
 
-    .venv/bin/python scripts/bench_verifiers.py [--data ../shared/data] [--workers 2] [--json out.json]
+    .venv/bin/python scripts/bench_verifiers.py [--data DIR] [--workers 2] [--json out.json]
+
+--data is a folder holding gsm8k_test.jsonl, math500_test.jsonl and ifeval_input_data.jsonl (the
+formats of tests/data/README.md); the default is the small slice in tests/data, enough to check the
+script runs. For meaningful rates, point it at the full test files (the same data sets are on the
+hub as openai/gsm8k, HuggingFaceH4/MATH-500 and google/IFEval).
 
 Rows per verifier (all built from the files in --data, no model needed):
 - gsm8k: every gold solution against its own final answer and against another problem's answer.
@@ -29,7 +34,8 @@ from rlvr.rewards import BatchScorer, warm_up
 from rlvr.rewards.harness import math_rewrites
 from rlvr.rewards.math_normalize import canonical
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+DATA_FILES = ("gsm8k_test.jsonl", "math500_test.jsonl", "ifeval_input_data.jsonl")
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -125,10 +131,18 @@ def accuracy(scores: list[float], rows: list[dict[str, Any]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder with gsm8k_test.jsonl, math500_test.jsonl, ifeval_input_data.jsonl (default: the tests/data slice)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    missing = [n for n in DATA_FILES if not (args.data / n).is_file()]
+    if missing:
+        parser.error(f"--data {args.data}: missing {', '.join(missing)}")
     report: dict[str, Any] = {"load_average": os.getloadavg(), "workers": args.workers}
     warm_up()  # models, language profiles and a sandbox worker loaded before any timing
     print(f"load average {report['load_average']}, {args.workers} workers\n")

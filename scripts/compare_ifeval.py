@@ -16,6 +16,10 @@ lm-eval is NOT a dependency of rlvr: run this in a scratch venv, never the proje
     /tmp/lmeval-venv/bin/pip install --no-deps -e .
     /tmp/lmeval-venv/bin/python scripts/compare_ifeval.py [--data FILE] [--limit N] [--cross N] [--examples K]
 
+--data defaults to the slice of the IFEval input file in tests/data (58 prompts that cover every
+instruction id); pass the full input file (`ifeval_input_data.jsonl` of google/IFEval on the hub, or
+google-research's `input_data.jsonl`) for the whole comparison.
+
 Exit status 1 if any verdict differs (outside the reference quirks listed below). What it found so
 far: rlvr counted words with the stdlib `re`, while NLTK's RegexpTokenizer runs on the `regex` engine
 (Unicode word class: Indic vowel signs, combining accents); fixed in `rlvr.rewards.ifeval_util`.
@@ -53,7 +57,7 @@ import tempfile
 import types
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ifeval_input_data.jsonl"  # ../shared/data
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "ifeval_input_data.jsonl"  # a slice
 
 # ---------------------------------------------------------------------------------------------------
 # The reference, loaded offline.
@@ -412,11 +416,18 @@ def is_quirk(instruction_id: str, kw: dict) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="IFEval input file, .jsonl (default: the tests/data slice; the full file is google/IFEval on the hub)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N prompts only")
     parser.add_argument("--cross", type=int, default=1, help="also check the next N prompts' instructions")
     parser.add_argument("--examples", type=int, default=2, help="disagreements shown per instruction id")
     args = parser.parse_args()
+    if not args.data.is_file():
+        parser.error(f"--data {args.data}: no such file")
 
     reference = load_reference()
     from rlvr.rewards.ifeval import ifeval

@@ -13,15 +13,13 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCHMARK_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    """The real benchmark files beside the project (../shared/data); tests using them skip without it."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent")
-    return SHARED_DATA
+def benchmark_data() -> Path:
+    """Real GSM8K, MATH-500 and IFEval test rows, a small slice of each file (tests/data/README.md)."""
+    return BENCHMARK_DATA
 
 
 TINY_MODEL = {

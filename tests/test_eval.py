@@ -439,27 +439,27 @@ def test_vllm_backend_end_to_end(checkpoint: Path, data_files: list[Path], tmp_p
     assert all(len(g["responses"]) == 4 and max(g["response_tokens"]) <= 24 for g in generations)
 
 
-def test_the_real_benchmark_files_read_through_the_adapters(shared_data: Path) -> None:
+def test_the_real_benchmark_files_read_through_the_adapters(benchmark_data: Path) -> None:
     from rlvr.rewards import score_batch
 
-    expected = {"gsm8k_test.jsonl": 1319, "math500_test.jsonl": 500, "ifeval_input_data.jsonl": 540}
+    expected = {"gsm8k_test.jsonl": 40, "math500_test.jsonl": 53, "ifeval_input_data.jsonl": 58}
     items = {}
     for name, count in expected.items():
-        items[name], skipped = load_items(str(shared_data / name))
+        items[name], skipped = load_items(str(benchmark_data / name))
         assert len(items[name]) == count and skipped == []
     assert {i.dataset for i in items["gsm8k_test.jsonl"]} == {"gsm8k"}
     assert {i.dataset for i in items["math500_test.jsonl"]} == {"math"}
     assert {i.dataset for i in items["ifeval_input_data.jsonl"]} == {"ifeval"}
     # the reference solutions score 1 against the labels the adapters wrote
-    raw = [json.loads(line) for line in (shared_data / "gsm8k_test.jsonl").read_text().splitlines()]
+    raw = [json.loads(line) for line in (benchmark_data / "gsm8k_test.jsonl").read_text().splitlines()]
     rows = [
         {"prediction": r["answer"], "ground_truth": i.ground_truth, "dataset": "gsm8k"}
         for r, i in zip(raw, items["gsm8k_test.jsonl"], strict=True)
     ]
-    assert all(result.score == 1.0 for result in score_batch(rows))
-    raw = [json.loads(line) for line in (shared_data / "math500_test.jsonl").read_text().splitlines()]
+    assert len(rows) == len(raw) > 0 and all(result.score == 1.0 for result in score_batch(rows))
+    raw = [json.loads(line) for line in (benchmark_data / "math500_test.jsonl").read_text().splitlines()]
     rows = [
         {"prediction": r["solution"], "ground_truth": i.ground_truth, "dataset": "math"}
         for r, i in zip(raw, items["math500_test.jsonl"], strict=True)
     ]
-    assert sum(result.score for result in score_batch(rows)) >= 495
+    assert sum(result.score for result in score_batch(rows)) >= 0.99 * len(rows)

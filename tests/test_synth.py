@@ -376,9 +376,9 @@ def test_ifeval_covers_the_required_instructions(default_suite):
     assert two > 0
 
 
-def test_ifeval_kwarg_names_are_googles(suite, shared_data):
+def test_ifeval_kwarg_names_are_googles(suite, benchmark_data):
     real: dict[str, set[frozenset]] = {}
-    for line in (shared_data / "ifeval_input_data.jsonl").read_text().splitlines():
+    for line in (benchmark_data / "ifeval_input_data.jsonl").read_text().splitlines():
         row = json.loads(line)
         for instruction, kw in zip(row["instruction_id_list"], row["kwargs"], strict=True):
             real.setdefault(instruction, set()).add(frozenset(k for k, v in kw.items() if v is not None))

@@ -227,9 +227,9 @@ def test_label_errors_score_zero_with_the_reason(label, message):
     assert result.score == 0.0 and message in result.details["error"]
 
 
-def test_real_ifeval_prompts(shared_data):
-    rows = [json.loads(line) for line in (shared_data / "ifeval_input_data.jsonl").open()]
-    assert len(rows) == 540
+def test_real_ifeval_prompts(benchmark_data):
+    rows = [json.loads(line) for line in (benchmark_data / "ifeval_input_data.jsonl").open()]
+    assert len(rows) == 58
     seen = set()
     for row in rows:
         label = {"instruction_id_list": row["instruction_id_list"], "kwargs": row["kwargs"]}
@@ -248,14 +248,14 @@ def test_real_ifeval_prompts(shared_data):
     )
 
 
-def test_fast_language_detector_is_bit_identical_to_langdetect(shared_data):
+def test_fast_language_detector_is_bit_identical_to_langdetect(benchmark_data):
     from langdetect.detector import Detector
     from langdetect.lang_detect_exception import LangDetectException
 
     from rlvr.rewards.ifeval_util import _fast_detector_class, _language_factory
 
     factory, fast = _language_factory(), _fast_detector_class()
-    texts = [json.loads(line)["prompt"] for line in (shared_data / "ifeval_input_data.jsonl").open()][:150]
+    texts = [json.loads(line)["prompt"] for line in (benchmark_data / "ifeval_input_data.jsonl").open()][:150]
     texts += [
         "Desayunamos en McDonald's hoy",
         "日本語のテキストです",
