@@ -34,6 +34,7 @@ COMMANDS: dict[str, Command] = {
     "rm": Command("train a Bradley-Terry reward model", "rlvr.algos.reward_model:main", 5),
     "ppo": Command("PPO / GRPO with verifiable rewards, vLLM rollouts", "rlvr.algos.ppo.trainer:main", 6),
     "eval": Command("sample, verify, report pass@1 / pass@k / maj@k", "rlvr.eval:main", 7),
+    "prefs": Command("on-policy preference pairs: sample, judge, pick chosen/rejected", "rlvr.prefs:main"),
     "verify": Command("score predictions with the verifiers", "rlvr.rewards.cli:main", 4),
     "pipeline": Command("every stage from one config (what make demo runs)", "rlvr.pipeline:main", 7),
 }
@@ -85,8 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return int(run(rest) or 0)
-    except ConfigError as err:
-        print(f"rlvr {name}: config error: {err}", file=sys.stderr)
+    except ConfigError as err:  # a model path (`rlvr.checkpoints.ModelPathError`) says what it is itself
+        label = getattr(err, "label", "config error")
+        print(f"rlvr {name}: {label + ': ' if label else ''}{err}", file=sys.stderr)
         return 2
 
 

@@ -204,8 +204,13 @@ class VLLMEngine:
     """
 
     def __init__(self, checkpoint: str | Path, cfg: VLLMConfig, seed: int = 0) -> None:
+        """`checkpoint`: a local folder (callers resolve hub names and run directories with
+        `rlvr.checkpoints.resolve_model`; resolving again here is a cheap no-op check)."""
         from vllm import LLM
 
+        from rlvr.checkpoints import resolve_model
+
+        checkpoint = resolve_model(checkpoint, "causal_lm", "vLLM checkpoint")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.cfg = cfg
         self.llm = LLM(

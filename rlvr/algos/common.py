@@ -67,6 +67,7 @@ from rlvr.algos.encoding import (
 )
 from rlvr.algos.lora import LoraConfig, load_adapter, save_lora_checkpoint, wrap_lora
 from rlvr.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
+from rlvr.checkpoints import Expect, resolve_model
 from rlvr.data import Kind, load_rows
 from rlvr.tracking import (
     MetricsLogger,
@@ -154,7 +155,8 @@ class StageConfig(RunConfig):
     """What every post-training stage configures; each stage adds its own section."""
 
     init_from: str = ""
-    """The checkpoint the stage starts from: the base model for SFT, the SFT model for DPO and RM."""
+    """The checkpoint the stage starts from: the base model for SFT, the SFT model for DPO and RM. A
+    folder, a run directory (its newest checkpoint) or a hub name `org/name[@revision]`."""
     tokenizer: str | None = None
     """None: the tokenizer saved with `init_from`."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -185,20 +187,6 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     logps = (picked - torch.logsumexp(logits, dim=-1)) * mask
     return logps, mask
-
-
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint directory as given, or a run directory's newest complete checkpoint (`runs/tiny/sft`
-    → `runs/tiny/sft/checkpoints/step131-tokens0B`); anything else is taken as a hub name."""
-    local = Path(path)
-    if (local / "config.json").is_file() or not local.is_dir():
-        return path
-    found = list_checkpoints(local / "checkpoints")
-    if not found:
-        raise CheckpointError(
-            f"{path} is neither a checkpoint (no config.json) nor a run with complete checkpoints"
-        )
-    return str(found[-1])
 
 
 def load_chat_tokenizer(path: str) -> Any:
@@ -263,11 +251,14 @@ class PostTrainer(Generic[ExampleT]):
     """
 
     stage = "stage"
+    init_expect: Expect = "causal_lm"
+    """What `init_from` must hold (`rlvr.checkpoints.resolve_model`)."""
 
     def __init__(self, cfg: StageConfig) -> None:
         if not cfg.init_from:
             raise ValueError(f"init_from is empty: set it to the checkpoint {self.stage} starts from")
-        cfg.init_from = resolve_checkpoint(cfg.init_from)
+        # first, so a wrong path fails in a second, before data and model loading
+        cfg.init_from = str(resolve_model(cfg.init_from, self.init_expect, "init_from"))
         self.cfg = cfg
         self.dist: Dist = init_distributed(cfg.train.dist_backend, deepspeed=cfg.train.deepspeed is not None)
         self.accumulation = self._check_batch_sizes()

@@ -63,6 +63,7 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
     """A Bradley–Terry reward model on preference pairs."""
 
     stage = "rm"
+    init_expect = "any"  # the SFT model (a new score head) or a reward model to train further
     cfg: RewardModelConfig
     lora_modules_to_save = ("score",)
 

@@ -26,7 +26,8 @@ from rlvr.tracking import progress
 @dataclass
 class EvalConfig:
     model: str
-    """A Hugging Face checkpoint folder, a run directory (its newest checkpoint) or a hub name."""
+    """A Hugging Face checkpoint folder, a run directory (its newest checkpoint) or a hub name
+    `org/name[@revision]` (fetched into the local Hugging Face cache; `rlvr.checkpoints`)."""
     data: list[str] | str
     """Files (.jsonl/.parquet) or hub names (`org/name`, `org/name:split`, `org/name:config:split`)."""
     format: Format = "auto"
@@ -296,13 +297,15 @@ def load_into(engine: Engine, model: str, probe: list[int]) -> None:
 def run(cfg: EvalConfig, shared: SharedEngine | None = None) -> dict[str, Any]:
     """Load, sample, verify, aggregate; write generations.jsonl, metrics.json and config.yaml; print
     the table. Returns the metrics. With `shared`, the engine outlives the run (the caller closes it)."""
-    from transformers import AutoTokenizer
-
-    from rlvr.algos.common import resolve_checkpoint
+    from rlvr.checkpoints import resolve_model
 
     started = time.perf_counter()
-    model = resolve_checkpoint(cfg.model)
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(model, cfg.data)
+    model = str(resolve_model(cfg.model, "causal_lm", "model"))
+    from transformers import AutoTokenizer
+
+    # a hub name's label is its own (`org/name` → name), not its cache snapshot's commit
+    label = model if Path(cfg.model).expanduser().exists() else cfg.model
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(label, cfg.data)
     tokenizer = AutoTokenizer.from_pretrained(model)
     context = model_context(model, cfg.vllm.max_model_len)
     prompts, skipped = load_prompts(cfg, tokenizer, context)

@@ -8,18 +8,23 @@ which id pads. The verifier's score is ``sigmoid(reward)`` (the Bradley–Terry 
 reward-0 response), keeping the contract's [0, 1]; the raw reward is in ``details["reward"]``.
 
 For many rows at once, use `RewardModelScorer.rewards` directly: it batches on one model, where
-`score_batch` would load the model once per worker process.
+`score_batch` would load the model once per worker process. A caller that has already computed the
+rewards that way passes each row's raw reward as the label ``{"reward": r}``: the verifier then only
+turns it into ``sigmoid(r)`` and loads nothing (PPO's sampler does this, `rlvr.algos.ppo.sampler`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlvr.rewards.contract import LabelError, VerifierResult, register
+
+Prompt = str | Sequence[Mapping[str, Any]] | None
+"""What a response answers: the user turn, a chat's messages (``role``/``content``), or nothing."""
 
 
 class RewardModelScorer:
@@ -45,15 +50,20 @@ class RewardModelScorer:
                 f"{self.path}: expected a sequence-classification model with a 1-output `score` head"
             )
 
-    def render(self, prompt: str | None, response: str) -> str:
-        """The text the model reads: the chat template if the tokenizer has one, else prompt + response."""
-        if self.tokenizer.chat_template:
+    def render(self, prompt: Prompt, response: str) -> str:
+        """The text the model reads: the chat template if the tokenizer has one, else prompt + response.
+        `prompt` is the user turn, or a whole chat (a list of messages, system turns included)."""
+        if isinstance(prompt, str | None):
             messages = [{"role": "user", "content": prompt}] if prompt is not None else []
+        else:
+            messages = [dict(m) for m in prompt]
+        if self.tokenizer.chat_template:
             messages.append({"role": "assistant", "content": response})
             return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        return (prompt or "") + response
+        return "".join(m["content"] for m in messages) + response
 
-    def rewards(self, prompts: Sequence[str | None], responses: Sequence[str]) -> list[float]:
+    def rewards(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        """The raw reward (the head's output, no transform) of each prompt + response."""
         import torch
 
         rendered = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
@@ -102,10 +112,27 @@ def _model_path(label: Any, model: str | None) -> str:
 def reward_model(
     prediction: str, label: Any, prompt: str | None = None, model: str | None = None, device: str = "cpu"
 ) -> VerifierResult:
-    """sigmoid(reward) of the checkpoint for ``prompt + prediction``; the raw reward is in details."""
+    """sigmoid(reward) of the checkpoint for ``prompt + prediction``; the raw reward is in details.
+    A label ``{"reward": r}`` is a reward the caller computed already: only the sigmoid is applied."""
+    if isinstance(label, Mapping) and "reward" in label:
+        reward = float(label["reward"])
+        details = {"reward": reward, **({"model": label["model"]} if "model" in label else {})}
+        return VerifierResult(_sigmoid(reward), details)
     path = _model_path(label, model)
-    if not Path(path).is_dir():
-        raise LabelError(f"reward model checkpoint {path!r} is not a directory")
-    reward = load_scorer(path, device).rewards([prompt], [prediction])[0]
-    score = 1.0 / (1.0 + math.exp(-reward)) if reward > -700 else 0.0
-    return VerifierResult(score, {"reward": reward, "model": path})
+    reward = load_scorer(_local_model(path), device).rewards([prompt], [prediction])[0]
+    return VerifierResult(_sigmoid(reward), {"reward": reward, "model": path})
+
+
+@functools.lru_cache(maxsize=8)
+def _local_model(name: str) -> str:
+    """A reward-model checkpoint folder, run directory or hub name as its local folder (once per name)."""
+    from rlvr.checkpoints import ModelPathError, resolve_model
+
+    try:
+        return str(resolve_model(name, "sequence_classification", "reward_model verifier model"))
+    except ModelPathError as err:
+        raise LabelError(str(err)) from None
+
+
+def _sigmoid(reward: float) -> float:
+    return 1.0 / (1.0 + math.exp(-reward)) if reward > -700 else 0.0

@@ -105,4 +105,4 @@ def test_chat_template_is_used_when_present(tmp_path):
 
 def test_missing_checkpoint_is_a_label_error(tmp_path):
     assert "LabelError" in run_verifier("reward_model", "x", None).details["error"]
-    assert "not a directory" in run_verifier("reward_model", "x", str(tmp_path / "none")).details["error"]
+    assert "does not exist" in run_verifier("reward_model", "x", str(tmp_path / "none")).details["error"]

@@ -1,5 +1,5 @@
-"""`rlvr ppo` configuration. Defaults are the OLMo 2 13B Instruct RLVR settings (DESIGN.md, "PPO
-with verifiable rewards"); `configs/ppo/olmo2_13b_rlvr.yaml` writes them out and
+"""`rlvr ppo` configuration. Defaults are the OLMo 2 13B Instruct RLVR settings (docs/recipe.md,
+"PPO with verifiable rewards"); `configs/ppo/olmo2_13b_rlvr.yaml` writes them out and
 `configs/ppo/tiny.yaml` scales them to 2 CPU cores.
 
 The KL estimator and where the KL enters (`kl.estimator`, `kl.placement`) are explicit fields, so
@@ -63,7 +63,10 @@ class RewardConfig:
     no_eos_penalty: float = -10.0
     """Reward for a response that hit the length limit without EOS (replaces the verifier reward)."""
     rm_multiplier: float = 0.0
-    """Weight of the reward model's score (the OLMo 2 runs used 0); needs `reward_model`."""
+    """Weight of the reward model's score: reward = `verification_reward` × verifier score + this × the
+    raw RM score (the score head's logit, untransformed, as open-instruct adds it), replaced by
+    `no_eos_penalty` for a response without EOS. Needs `reward_model`; the OLMo 2 runs used 0 (then
+    the reward model is not loaded for scoring). Logged as `rm_score` (the batch's mean raw score)."""
     workers: int = 1
     """Processes scoring responses (`rlvr.rewards.BatchScorer`)."""
     verifier_options: dict[str, dict] = field(default_factory=dict)
@@ -124,7 +127,8 @@ class PPOTrainConfig(DistributedConfig):
 class PPOConfig(RunConfig):
     algo: Literal["ppo", "grpo"] = "ppo"
     policy: str = ""
-    """The checkpoint RL starts from (the DPO model), or a run directory (its newest checkpoint)."""
+    """The checkpoint RL starts from (the DPO model): a folder, a run directory (its newest checkpoint)
+    or a hub name `org/name[@revision]` (`rlvr.checkpoints.resolve_model`)."""
     reward_model: str | None = None
     """The reward-model checkpoint: seeds the value model (`value_init: reward_model`) and scores the RM term."""
     value_init: Literal["reward_model", "policy", "fresh"] = "reward_model"
@@ -150,6 +154,12 @@ class PPOConfig(RunConfig):
             raise ValueError("train.compile works with the plain PyTorch engine only; unset train.deepspeed")
         if self.reward.rm_multiplier and not self.reward_model:
             raise ValueError("reward.rm_multiplier is set but reward_model is empty")
+        rm_option = self.reward.verifier_options.get("reward_model", {}).get("model")
+        if rm_option is not None and rm_option != self.reward_model:
+            raise ValueError(
+                "reward.verifier_options.reward_model.model differs from reward_model: PPO scores the "
+                "reward_model verifier with reward_model; drop the option"
+            )
         if self.algo == "ppo" and self.value_init == "reward_model" and not self.reward_model:
             raise ValueError(
                 "value_init is reward_model but reward_model is empty; set it, or value_init: policy"

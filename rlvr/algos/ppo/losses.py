@@ -3,7 +3,7 @@
 Every function works on padded `[batch, response_len]` tensors with a float `mask` (1 on real
 response tokens, 0 on padding after the end), so a batch of different-length responses needs no
 loops. Each one is unit-tested against hand-computed values (tests/algos/test_ppo_losses.py). The
-conventions follow the reference implementation of the OLMo 2 RLVR runs (DESIGN.md, "PPO with
+conventions follow the reference implementation of the OLMo 2 RLVR runs (docs/recipe.md, "PPO with
 verifiable rewards"):
 
 - reward per response = `verification_reward` × verifier score + `rm_multiplier` × RM score, or the

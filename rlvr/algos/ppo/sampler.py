@@ -6,6 +6,22 @@ responses per prompt, and scores them with the verifiers (the no-EOS penalty rep
 of a response that never stopped). Under `torchrun` only the main process has a sampler; the
 other processes receive its `Rollout`.
 
+The reward model. When `reward.rm_multiplier` is not 0, or a row's verifier is `reward_model`, the
+sampler loads `cfg.reward_model` once (a frozen copy on the main process's device, separate from
+the value model it may also seed) and scores every response — the row's chat plus the response,
+rendered with the reward model's chat template — in batches (`RewardModelScorer.rewards`). The reward
+per response is then `verification_reward × verifier score + rm_multiplier × RM score`, or the no-EOS
+penalty instead for a response that never stopped, as in open-instruct's PPO (the OLMo 2 / Tülu 3
+RLVR runs). The RM score is the raw head output (the Bradley–Terry logit), untransformed, as
+open-instruct adds it: it keeps the scale the reward model was trained on, stays comparable across
+steps (a per-batch standardisation would move with the batch's make-up and hand the value model a
+moving target), and `rm_multiplier` alone sets its weight against `verification_reward`. Its mean over
+the batch is logged as `rm_score`. A `reward_model` row's verifier score is `sigmoid(raw score)` of the
+same loaded model (the verifier's [0, 1] contract), handed to the verifier as the label
+`{"reward": r}`, so no verifier worker loads a model: in PPO the `reward_model` verifier always uses
+`cfg.reward_model`, and a checkpoint named in a row's label is ignored. Nothing is loaded when
+neither needs it.
+
 With `rollout.async_steps: 1` a background thread drives the engine: right after the sync at the
 start of step k it starts sampling step k+1's batch, which overlaps step k's scoring, forwards and
 updates (vLLM computes in its own worker process, so the two really run side by side). A checkpoint
@@ -17,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +46,8 @@ from rlvr.algos.evaluation import mean_by_verifier
 from rlvr.algos.ppo.batch import Prompt, Rollout
 from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.losses import sequence_rewards
-from rlvr.rewards import BatchScorer, VerifierResult
+from rlvr.rewards import BatchScorer, UnknownVerifierError, VerifierResult, resolve
+from rlvr.rewards.reward_model import RewardModelScorer
 from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync, verify_sync
 
 LOOKAHEAD_FILE = "lookahead.pt"
@@ -38,6 +55,35 @@ LOOKAHEAD_FILE = "lookahead.pt"
 
 Drawn = tuple[list[Sample], float]
 """Samples in prompt order and the engine's seconds for them."""
+
+REWARD_MODEL_VERIFIER = "reward_model"
+"""The verifier scored with the sampler's loaded reward model (`rlvr.rewards.reward_model`)."""
+
+
+def reward_model_routes(row: Mapping[str, Any]) -> list[int]:
+    """Positions in the row's `dataset` (a name, or a list of names) that name the `reward_model` verifier."""
+    names = row.get("dataset")
+    names = names if isinstance(names, list) else [names]
+    found = []
+    for i, name in enumerate(names):
+        try:
+            if isinstance(name, str) and resolve(name) == REWARD_MODEL_VERIFIER:
+                found.append(i)
+        except UnknownVerifierError:
+            pass
+    return found
+
+
+def with_rm_reward(row: Mapping[str, Any], reward: float, model: str) -> Any:
+    """The row's `ground_truth` with each `reward_model` label replaced by the computed reward."""
+    label = {"reward": reward, "model": model}
+    routes = reward_model_routes(row)
+    if not isinstance(row.get("dataset"), list):
+        return label if routes else row["ground_truth"]
+    labels = row["ground_truth"]
+    if not isinstance(labels, list):
+        return labels  # malformed: routing reports it
+    return [label if i in routes else old for i, old in enumerate(labels)]
 
 
 def read_lookahead(checkpoint: Path) -> Drawn | None:
@@ -59,8 +105,10 @@ class Sampler:
         autocast: torch.dtype | None,
         step: int,
         lookahead: Drawn | None = None,
+        rows: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """`step`: the policy step `policy` holds; `lookahead`: a resumed run's pending batch."""
+        """`step`: the policy step `policy` holds; `lookahead`: a resumed run's pending batch; `rows`:
+        every row it will score (training and test), to know whether the reward model is needed."""
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.policy = policy
@@ -83,6 +131,31 @@ class Sampler:
         self.engine_step = step if isinstance(self.engine, HFEngine) else 0
         """The policy step whose weights the engine holds (a vLLM engine starts from `cfg.policy`)."""
         self.scorer = BatchScorer(cfg.reward.workers, cfg.reward.verifier_options)
+        self.reward_model = self._load_reward_model(rows, next(policy.parameters()).device)
+        """The frozen reward model scoring responses; None when nothing needs it (the module docstring)."""
+
+    def _load_reward_model(
+        self, rows: Sequence[Mapping[str, Any]], device: torch.device
+    ) -> RewardModelScorer | None:
+        cfg = self.cfg
+        verifier_rows = sum(bool(reward_model_routes(row)) for row in rows)
+        if not cfg.reward.rm_multiplier and not verifier_rows:
+            return None
+        if not cfg.reward_model:
+            raise ValueError(
+                f"{verifier_rows} row(s) use the reward_model verifier, which PPO scores with the "
+                "reward_model checkpoint; set reward_model"
+            )
+        scorer = RewardModelScorer(
+            cfg.reward_model,
+            device=str(device),
+            batch_size=cfg.train.micro_batch_size,
+            # prompt + response fit max_total_tokens; the margin absorbs re-tokenising the decoded text
+            # (truncating would move the read-out off the EOS that closes the response)
+            max_length=cfg.rollout.max_total_tokens + 64,
+        )
+        scorer.model.requires_grad_(False)
+        return scorer
 
     def draw(self, prompts: Sequence[Prompt], step: int, upcoming: Sequence[Prompt] | None) -> Rollout:
         """Step `step`'s scored samples; `upcoming`: the next step's prompts (None after the last step)."""
@@ -131,29 +204,54 @@ class Sampler:
     def score(
         self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Scalar rewards (verifier × `verification_reward`, or the no-EOS penalty) and their metrics."""
-        results = self._verify(rows, samples)
+        """Scalar rewards (`verification_reward` × verifier + `rm_multiplier` × RM score, or the no-EOS
+        penalty) and their metrics."""
+        texts = self._decode(samples)
+        rm_rewards = self._rm_rewards(rows, texts) if self.reward_model is not None else None
+        results = self._verify(rows, texts, rm_rewards)
         verifier_scores = torch.tensor([r.score for r in results], dtype=torch.float)
         stopped = torch.tensor([s.finished for s in samples])
+        rm_scores = torch.tensor(rm_rewards, dtype=torch.float) if rm_rewards is not None else None
         c = self.cfg.reward
-        scores = sequence_rewards(verifier_scores, stopped, c.verification_reward, c.no_eos_penalty)
+        scores = sequence_rewards(verifier_scores, stopped, c.verification_reward, c.no_eos_penalty,
+                                  rm_scores, c.rm_multiplier)  # fmt: skip
         metrics = {
             "verifier_score": float(verifier_scores.mean()),
             "correct_rate": float((verifier_scores == 1).float().mean()),
             "reward": float(scores.mean()),
             "verifier_timeouts": float(sum(r.timed_out for r in results)),
         }
+        if rm_scores is not None:
+            metrics["rm_score"] = float(rm_scores.mean())  # raw, over every response (unfinished too)
         correct = [float(r.score == 1) for r in results]
         metrics.update({f"correct_rate/{name}": v for name, v in mean_by_verifier(rows, correct).items()})
         return scores, metrics
 
-    def _verify(self, rows: Sequence[dict[str, Any]], samples: Sequence[Sample]) -> list[VerifierResult]:
-        """Each sample's verifier result against its row's label."""
-        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
-        return self.scorer.score(
-            [{"prediction": t, "ground_truth": row["ground_truth"], "dataset": row["dataset"]}
-             for t, row in zip(texts, rows, strict=True)]
-        )  # fmt: skip
+    def _decode(self, samples: Sequence[Sample]) -> list[str]:
+        return [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
+
+    def _rm_rewards(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> list[float]:
+        """The reward model's raw score of each row's chat + response (batched on the one loaded model)."""
+        assert self.reward_model is not None
+        return self.reward_model.rewards([row["messages"] for row in rows], texts)
+
+    def _verify(
+        self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], rm_rewards: Sequence[float] | None
+    ) -> list[VerifierResult]:
+        """Each response's verifier result against its row's label; `reward_model` labels become the
+        response's reward from `rm_rewards` (needed when a row uses that verifier)."""
+        items = []
+        for i, (text, row) in enumerate(zip(texts, rows, strict=True)):
+            label = row["ground_truth"]
+            if reward_model_routes(row):
+                if rm_rewards is None:
+                    raise ValueError("a reward_model row needs the sampler's reward model")
+                label = with_rm_reward(row, rm_rewards[i], self.cfg.reward_model or "")
+            item = {"prediction": text, "ground_truth": label, "dataset": row["dataset"]}
+            if "weights" in row:
+                item["weights"] = row["weights"]
+            items.append(item)
+        return self.scorer.score(items)
 
     def sync(self, step: int) -> dict[str, float]:
         """The policy's weights (those of `step`) into the engine, verified on the probe; nothing when
@@ -175,7 +273,10 @@ class Sampler:
         self.sync(step)
         samples = self.sample(prompts, 0.0, n=1, seed=0, max_tokens=self.cfg.train.eval_max_tokens)
         rows = [p.row for p in prompts]
-        scores = [r.score for r in self._verify(rows, samples)]
+        texts = self._decode(samples)
+        needs_rm = self.reward_model is not None and any(reward_model_routes(row) for row in rows)
+        rm_rewards = self._rm_rewards(rows, texts) if needs_rm else None
+        scores = [r.score for r in self._verify(rows, texts, rm_rewards)]
         metrics = {"eval/accuracy": sum(scores) / len(scores)}
         metrics.update({f"eval/accuracy/{name}": v for name, v in mean_by_verifier(rows, scores).items()})
         return metrics

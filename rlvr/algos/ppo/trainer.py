@@ -5,7 +5,8 @@ One `train_step` is one rollout batch:
 1. `next_prompts`: the step's prompts, a pure function of (seed, step) — resume needs nothing else.
 2. `Sampler.rollout`: `samples_per_prompt` responses per prompt from the engine (vLLM or transformers) —
    sampled now, or with `rollout.async_steps: 1` sampled during the previous step's update.
-3. `Sampler.score`: verifier rewards through `BatchScorer`; no-EOS responses get the penalty instead.
+3. `Sampler.score`: verifier rewards through `BatchScorer` (plus `rm_multiplier` × the reward model's
+   score); no-EOS responses get the penalty instead.
 4. `forward_batch`: with the weights that sampled, the trainer's log-probs (temperature-scaled),
    the reference's log-probs, and the values (PPO) of every response token.
 5. `advantages`: PPO — KL in the per-token reward, GAE, whitening; GRPO — group-relative scores.
@@ -44,7 +45,7 @@ from base_model.config import ScheduleConfig
 from base_model.distributed import Dist, all_reduce, build_engine, fit_then_leave, init_distributed
 from base_model.optim import build_optimizer, lr_at
 from base_model.perf import autocast_dtype
-from rlvr.algos.common import load_causal_lm, load_chat_tokenizer, resolve_checkpoint
+from rlvr.algos.common import load_causal_lm, load_chat_tokenizer
 from rlvr.algos.ppo.batch import Batch, Prompt, collate, load_prompts
 from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.distributed import (
@@ -68,6 +69,7 @@ from rlvr.algos.ppo.losses import (
     value_loss,
 )
 from rlvr.algos.ppo.sampler import Sampler, read_lookahead
+from rlvr.checkpoints import resolve_model
 from rlvr.config import load_config
 from rlvr.tracking import MetricsLogger, prepare_run_dir, progress, truncate_metrics
 
@@ -79,7 +81,10 @@ class PPOTrainer:
     def __init__(self, cfg: PPOConfig) -> None:
         if not cfg.policy:
             raise ValueError("policy is empty: set it to the checkpoint RL starts from (the DPO model)")
-        cfg.policy = resolve_checkpoint(cfg.policy)
+        # first, so a wrong path fails in a second; the engine, tokenizer and models get the local folders
+        cfg.policy = str(resolve_model(cfg.policy, "causal_lm", "policy"))
+        if cfg.reward_model:  # named, so checked, even where this run may not load it (--reward_model=null)
+            cfg.reward_model = str(resolve_model(cfg.reward_model, "sequence_classification", "reward_model"))
         self.cfg = cfg
         t = cfg.train
         self.dist: Dist = init_distributed(t.dist_backend, t.deepspeed is not None, t.dist_timeout)
@@ -141,7 +146,8 @@ class PPOTrainer:
         self.logger: MetricsLogger | None = None
         if main:
             lookahead = read_lookahead(self.resumed_from) if self.resumed_from is not None else None
-            self.sampler = Sampler(cfg, self.tokenizer, self.policy, self.autocast, self.step, lookahead)
+            self.sampler = Sampler(cfg, self.tokenizer, self.policy, self.autocast, self.step, lookahead,
+                                   rows=[p.row for p in (*self.prompts, *self.test_prompts)])  # fmt: skip
             prepare_run_dir(cfg)
             if self.resumed_from is not None:
                 truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
@@ -164,7 +170,7 @@ class PPOTrainer:
             )
             init_weights(model)
         else:
-            source = resolve_checkpoint(cfg.reward_model) if cfg.value_init == "reward_model" else cfg.policy
+            source = cfg.reward_model if cfg.value_init == "reward_model" else cfg.policy
             verbosity = hf_logging.get_verbosity()
             hf_logging.set_verbosity_error()  # a new score head is expected when starting from the policy
             try:
