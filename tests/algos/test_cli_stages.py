@@ -39,7 +39,8 @@ def test_stage_command_trains_and_prints_held_out_figures(
     printed = json.loads(capsys.readouterr().out)
     assert Path(printed["checkpoint"]).is_dir()
     figure = "pairwise_accuracy" if stage == "rm" else "accuracy"
-    assert 0.0 <= printed[figure] <= 1.0
+    count = printed["pairs" if stage == "rm" else "prompts"]  # eval.max_prompts
+    assert count == 4 and printed[figure] * count in range(count + 1)  # a share of those 4
     metrics = [json.loads(line) for line in (tmp_path / stage / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1][f"eval/{figure}"] == printed[figure]  # kept in the run's metrics too
 

@@ -38,9 +38,38 @@ def ppo_cfg(
     return from_dict(PPOConfig, merge(base, updates or {}))
 
 
+def response_kl(policy: Path, reference: Path, prompts: list[Any], samples: list[Any]) -> float:
+    """Mean over responses of Σ_t log π(y_t) − log π_ref(y_t): the k1 KL the trainer logs (temperature 1)."""
+    from transformers import AutoModelForCausalLM
+
+    per_prompt = len(samples) // len(prompts)
+    totals = []
+    for path in (policy, reference):
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=torch.float32, attn_implementation="eager"
+        )
+        sums = []
+        for i, sample in enumerate(samples):
+            prompt = prompts[i // per_prompt].ids
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt + sample.token_ids])).logits[0]
+            logps = torch.log_softmax(logits[len(prompt) - 1 : -1].double(), dim=-1)
+            sums.append(float(logps.gather(1, torch.tensor(sample.token_ids).unsqueeze(1)).sum()))
+        totals.append(sums)
+    return sum(p - r for p, r in zip(*totals, strict=True)) / len(samples)
+
+
 def test_ppo_logs_every_metric_and_saves_policy_and_value(
-    tmp_path: Path, suite: Path, base_checkpoint: Path
+    tmp_path: Path, suite: Path, base_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    drawn: dict[int, tuple[list[Any], Any]] = {}  # step → (its prompts, its rollout)
+    real_draw = Sampler.draw
+
+    def recording(self: Sampler, prompts: Any, step: int, upcoming: Any) -> Any:
+        drawn[step] = (list(prompts), real_draw(self, prompts, step, upcoming))
+        return drawn[step][1]
+
+    monkeypatch.setattr(Sampler, "draw", recording)
     cfg = ppo_cfg(tmp_path, suite, base_checkpoint)
     final = train(cfg)
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
@@ -59,7 +88,14 @@ def test_ppo_logs_every_metric_and_saves_policy_and_value(
         assert all(key in m for m in metrics), key
     assert all(m["ratio_min"] <= m["ratio_mean"] <= m["ratio_max"] for m in metrics)
     assert metrics[0]["kl"] == 0.0  # the policy starts as the reference
-    assert metrics[-1]["kl"] != 0.0  # ... and has moved away from it
+    # ... and moves away from it: step 3's batch was sampled by the policy after two updates (the step-2
+    # checkpoint); its KL (k1, summed over each response, averaged over responses) recomputed here
+    prompts, rollout = drawn[2]
+    expected = response_kl(
+        cfg.run_dir / "checkpoints" / "step2" / "policy", base_checkpoint, prompts, rollout.samples
+    )
+    assert abs(expected) > 1e-2  # far from 0: the policy has moved
+    assert metrics[2]["kl"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
     assert metrics[0]["logprob_gap_max"] < 1e-4  # the transformers engine samples from the policy itself
     assert "eval/accuracy" in metrics[1] and "eval/accuracy" in metrics[3]
     assert metrics[-1]["episodes"] == 32
@@ -79,6 +115,7 @@ def test_grpo_is_the_same_loop_without_a_value_model(
     assert trainer.value is None and list(trainer.train_engines) == ["policy"]
     final = trainer.fit()
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3, 4]
     assert all("kl_loss" in m and "value_loss" not in m for m in metrics if m["step"] > 0)
     assert not (final / "value").exists()
     with pytest.raises(ValueError, match="group size"):
@@ -111,6 +148,7 @@ def test_killed_run_resumes_exactly(
     assert [m["step"] for m in resumed] == [0, 1, 2, 3, 4]
     for key in ("reward", "policy_loss", "value_loss", "kl", "response_length", "eval/accuracy"):
         want = {m["step"]: m[key] for m in expected if key in m}
+        assert len(want) >= 3, key  # every step, or every other one (eval/accuracy)
         assert {m["step"]: m[key] for m in resumed if key in m} == pytest.approx(want, rel=1e-5), key
     for part in ("policy", "value"):
         got = load_file(str(final / part / "model.safetensors"))
@@ -138,7 +176,13 @@ def test_async_steps_sample_each_batch_one_update_behind(
     behind = [max(step - 1, 0) for step in steps] if async_steps else list(steps)
     assert drawn == list(zip(steps, behind, strict=True))
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
-    assert all(m["rollout_wait_seconds"] >= 0 and m["gen_tokens_per_s"] > 0 for m in metrics)
+    # the engine's sampling seconds, from its throughput: the wait holds them whenever the step samples
+    # its own batch — every step on-policy, only the first with the look-ahead
+    sampling = [m["response_length"] * 8 / m["gen_tokens_per_s"] for m in metrics]
+    waited = [m["rollout_wait_seconds"] for m in metrics]
+    own = list(zip(waited, sampling, strict=True))[: 1 if async_steps else None]
+    assert len(metrics) == 4 and all(s > 0 for s in sampling)
+    assert all(w >= s * (1 - 1e-6) for w, s in own), (waited, sampling)
 
 
 def test_long_prompts_are_counted_and_unknown_verifiers_stop_the_run(

@@ -3,6 +3,7 @@
 import json
 import random
 import re
+import time
 
 import pytest
 
@@ -57,8 +58,15 @@ def test_minerva_answer_matches_the_harness_regex(text):
 
 
 def test_minerva_answer_is_linear_on_a_long_repetitive_line():
-    text = "Final Answer: The final answer is " * 50_000
-    assert minerva_answer(text) is not None
+    prefix = "Final Answer: The final answer is "
+    text = prefix * 50_000  # 1.7 MB: the harness regex is quadratic here and takes minutes
+    start = time.monotonic()
+    answer = minerva_answer(text)
+    assert time.monotonic() - start < 2.0  # a few milliseconds when linear
+    # what the regex finds: from the first prefix's end up to the `.` it needs before " I hope ..."
+    short = prefix * 3
+    assert MINERVA.search(short + "I hope it is correct.").group(1).strip() == short[len(prefix) : -2]
+    assert answer == text[len(prefix) : -2]
 
 
 def test_last_dollar_and_candidates():
@@ -235,8 +243,8 @@ def test_math_rewrites_hand_values():
 
 
 @pytest.fixture
-def math500(shared_data):
-    return [json.loads(line) for line in (shared_data / "math500_test.jsonl").open()]
+def math500(benchmark_data):
+    return [json.loads(line) for line in (benchmark_data / "math500_test.jsonl").open()]
 
 
 def test_math500_reference_solutions(math500):
@@ -246,7 +254,7 @@ def test_math500_reference_solutions(math500):
 
 def test_math500_equivalent_rewrites_are_accepted(math500):
     pairs = [(row["answer"], rewrite) for row in math500 for rewrite in math_rewrites(row["answer"])]
-    assert len(pairs) > 1000
+    assert len(pairs) > 2 * len(math500)
     rejected = [
         p for p in pairs if run_verifier("math", f"The answer is $\\boxed{{{p[1]}}}$.", p[0]).score != 1.0
     ]
@@ -265,5 +273,5 @@ def test_math500_different_answers_are_rejected(math500):
         assert not result.timed_out
         if result.score:
             accepted.append((row["answer"], other["answer"]))
-    assert total > 450
+    assert total > 0.9 * len(math500)
     assert len(accepted) <= total * 0.005, accepted
