@@ -62,6 +62,22 @@ class EvalStage:
 
 
 @dataclass
+class DPOData:
+    """What the dpo stage trains on."""
+
+    on_policy: bool = True
+    """The prefs stage's pairs: the SFT model's own answers to the RLVR training prompts, judged by
+    their verifiers (Tülu 3's on-policy data). False: the DPO config's own data (the synthetic pairs)."""
+    synthetic_ratio: float = 0.0
+    """With on_policy: synthetic near-miss pairs (prefs_train.jsonl) added per on-policy pair — 0 none,
+    0.5 one for every two, 1 as many."""
+
+    def __post_init__(self) -> None:
+        if self.synthetic_ratio < 0:
+            raise ValueError("dpo_data.synthetic_ratio must be ≥ 0")
+
+
+@dataclass
 class PipelineConfig(RunConfig):
     name: str = "tiny"
     synth: SynthConfig = field(default_factory=SynthConfig)
@@ -75,7 +91,10 @@ class PipelineConfig(RunConfig):
     """Stage-2 runs from the stage-1 checkpoint, each with its own data-order seed, then souped."""
     sft: StageFile = field(default_factory=lambda: StageFile("configs/sft/tiny.yaml"))
     """Also sets how the base model is evaluated (its `eval` section), so base and SFT compare."""
+    prefs: StageFile = field(default_factory=lambda: StageFile("configs/prefs/tiny.yaml"))
+    """`rlvr prefs` from the SFT model on the RLVR training prompts: the dpo stage's on-policy pairs."""
     dpo: StageFile = field(default_factory=lambda: StageFile("configs/dpo/tiny.yaml"))
+    dpo_data: DPOData = field(default_factory=DPOData)
     rm: StageFile = field(default_factory=lambda: StageFile("configs/rm/tiny.yaml"))
     ppo: StageFile = field(default_factory=lambda: StageFile("configs/ppo/tiny.yaml"))
     """Starts from the dpo stage's checkpoint with the value model from the rm stage's."""
@@ -96,6 +115,7 @@ class PipelineConfig(RunConfig):
             "anneal",
             "soup",
             "sft",
+            "prefs",
             "dpo",
             "rm",
             "ppo",
@@ -109,6 +129,9 @@ class PipelineConfig(RunConfig):
             raise ValueError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
         if self.anneal_ingredients < 1:
             raise ValueError("anneal_ingredients must be at least 1")
+        if self.dpo_data.on_policy and "dpo" in self.stages and "prefs" not in self.stages:
+            raise ValueError("dpo_data.on_policy trains DPO on the prefs stage's pairs: add prefs to stages "
+                             "before dpo, or set --dpo_data.on_policy=false")  # fmt: skip
         if self.data_source == "stage_configs" and not self.base:
             raise ValueError("data_source stage_configs needs base: the model SFT starts from")
         if self.base:  # nothing builds a base model, and with the stage configs' data nothing is synthesised
@@ -124,6 +147,8 @@ class Context:
     cfg: PipelineConfig
     run_dir: Path
     done: dict[str, dict[str, Any]]
+    base: Path | None = None
+    """`cfg.base` resolved to a local checkpoint folder (`rlvr.checkpoints.resolve_model`)."""
 
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
@@ -224,10 +249,11 @@ def run_soup(ctx: Context) -> dict[str, Any]:
 
 
 def _stage_args(
-    ctx: Context, name: str, init_from: str | Path, train_file: str, eval_files: Sequence[str]
+    ctx: Context, name: str, init_from: str | Path, train: Path | None, eval_files: Sequence[str]
 ) -> list[str]:
-    """Overrides pointing a post-training stage's paths into the pipeline's run directory (and its data
-    at the synthetic suite, unless the stage configs name the data)."""
+    """Overrides pointing a post-training stage's paths into the pipeline's run directory, its training
+    data at `train` (None: the stage config's) and its held-out sets at the synthetic suite's (unless the
+    stage configs name the data)."""
     data = ctx.path("data")
     synthetic = ctx.cfg.data_source == "synthetic"
     return [
@@ -235,10 +261,15 @@ def _stage_args(
         f"--name={name}",
         f"--seed={ctx.cfg.seed}",
         f"--init_from={init_from}",
-        *([f"--data.train=[{data / train_file}]"] if synthetic else []),
+        *([f"--data.train=[{train}]"] if train is not None else []),
         *(f"--eval.{split}={data / (split + '.jsonl')}" for split in eval_files if synthetic),
         f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
     ]
+
+
+def _synthetic(ctx: Context, filename: str) -> Path | None:
+    """A file of the synthetic suite a stage trains on; None when the stage configs name the data."""
+    return ctx.path("data", filename) if ctx.cfg.data_source == "synthetic" else None
 
 
 def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
@@ -249,7 +280,7 @@ def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
     from rlvr.algos.evaluation import evaluate_policy
     from rlvr.algos.sft import SFTConfig
 
-    extra = _stage_args(ctx, "eval", checkpoint, "sft_train.jsonl", ["rlvr_test", "prefs_test"])
+    extra = _stage_args(ctx, "eval", checkpoint, None, ["rlvr_test", "prefs_test"])
     cfg = load_config(SFTConfig, ctx.cfg.sft.config, [*extra, *ctx.cfg.sft.overrides])
     if not (cfg.eval.rlvr_test or cfg.eval.prefs_test):
         return {}  # the sft config names no held-out sets: nothing to measure
@@ -261,7 +292,12 @@ def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
 
 
 def _post_train(
-    ctx: Context, stage: str, init_from: str | Path, train_file: str, eval_files: Sequence[str]
+    ctx: Context,
+    stage: str,
+    init_from: str | Path,
+    train: Path | None,
+    eval_files: Sequence[str],
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One `rlvr sft|dpo|rm` run inside the pipeline's run directory; its checkpoint and held-out figures."""
     from rlvr.algos import dpo, reward_model, sft
@@ -273,27 +309,83 @@ def _post_train(
         "rm": (reward_model.RewardModelConfig, reward_model.RewardModelTrainer),
     }[stage]
     stage_file: StageFile = getattr(ctx.cfg, stage)
-    extra = _stage_args(ctx, stage, init_from, train_file, eval_files)
-    cfg = load_config(config_cls, stage_file.config, [*extra, *stage_file.overrides])
+    args = _stage_args(ctx, stage, init_from, train, eval_files)
+    cfg = load_config(config_cls, stage_file.config, [*args, *extra, *stage_file.overrides])
     result = run_stage(trainer_cls, cfg)
     figures = {k: v for k, v in result.evaluation.items() if k != "step"}
     return {"checkpoint": str(result.checkpoint.relative_to(ctx.run_dir)), "steps": result.steps, **figures}
 
 
 def run_sft(ctx: Context) -> dict[str, Any]:
-    base = ctx.cfg.base or ctx.path(ctx.done["soup"]["checkpoint"])
-    return _post_train(ctx, "sft", base, "sft_train.jsonl", ["rlvr_test", "prefs_test"])
+    base = ctx.base or ctx.cfg.base or ctx.path(ctx.done["soup"]["checkpoint"])
+    return _post_train(ctx, "sft", base, _synthetic(ctx, "sft_train.jsonl"), ["rlvr_test", "prefs_test"])
+
+
+def run_prefs(ctx: Context) -> dict[str, Any]:
+    """`rlvr prefs`: the SFT model answers the RLVR training prompts; pairs judged by their verifiers."""
+    from dataclasses import replace
+
+    from rlvr.prefs import PrefsConfig, run
+
+    cfg = load_config(PrefsConfig, ctx.cfg.prefs.config, ctx.cfg.prefs.overrides)
+    sft = str(ctx.path(ctx.done["sft"]["checkpoint"]))
+    cfg = replace(
+        cfg,
+        data=[str(ctx.path("data", "rlvr_train.jsonl"))] if ctx.cfg.data_source == "synthetic" else cfg.data,
+        out_dir=str(ctx.path("prefs")),
+        seed=ctx.cfg.seed,
+        # on-policy: the first model is this run's SFT model
+        models=[replace(cfg.models[0], model=sft, name=cfg.models[0].name or "sft"), *cfg.models[1:]],
+    )
+    report = run(cfg)
+    return {"dir": "prefs", **{k: report[k] for k in ("pairs", "prompts", "prompts_without_pair", "seconds")}}
+
+
+def _dpo_pairs(ctx: Context) -> Path:
+    """The dpo stage's training file: the prefs stage's pairs plus `synthetic_ratio` × as many synthetic
+    near-miss pairs (the first of prefs_train.jsonl), shuffled together with the pipeline's seed."""
+    import random
+
+    from rlvr.data import DataError, read_jsonl, write_jsonl
+
+    on_policy = [row for _, row in read_jsonl(ctx.path("prefs", "prefs.jsonl"))]
+    if not on_policy:
+        raise DataError(
+            f"the prefs stage made no pair ({ctx.done['prefs']['prompts_without_pair']}): sample more answers "
+            "per prompt (--prefs.overrides), or train DPO on its config's data (--dpo_data.on_policy=false)"
+        )
+    wanted = round(ctx.cfg.dpo_data.synthetic_ratio * len(on_policy))
+    synthetic = []
+    if wanted:
+        for _, row in read_jsonl(ctx.path("data", "prefs_train.jsonl")):
+            if len(synthetic) == wanted:
+                break
+            synthetic.append(row)
+    rows = on_policy + synthetic
+    random.Random(ctx.cfg.seed).shuffle(rows)
+    path = ctx.path("prefs", "dpo_train.jsonl")
+    write_jsonl(rows, path)
+    print(f"pipeline: dpo: {len(on_policy):,} on-policy + {len(synthetic):,} synthetic pairs -> {path}",
+          file=sys.stderr)  # fmt: skip
+    return path
 
 
 def run_dpo(ctx: Context) -> dict[str, Any]:
-    return _post_train(
-        ctx, "dpo", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl", ["rlvr_test", "prefs_test"]
-    )
+    sft = ctx.path(ctx.done["sft"]["checkpoint"])
+    evals = ["rlvr_test", "prefs_test"]
+    if not ctx.cfg.dpo_data.on_policy:
+        return _post_train(ctx, "dpo", sft, _synthetic(ctx, "prefs_train.jsonl"), evals)
+    # every pair the mix holds (the DPO config's data.limit sizes its own data, not this file)
+    return _post_train(ctx, "dpo", sft, _dpo_pairs(ctx), evals, ["--data.limit=null"])
 
 
 def run_rm(ctx: Context) -> dict[str, Any]:
     return _post_train(
-        ctx, "rm", ctx.path(ctx.done["sft"]["checkpoint"]), "prefs_train.jsonl", ["prefs_test"]
+        ctx,
+        "rm",
+        ctx.path(ctx.done["sft"]["checkpoint"]),
+        _synthetic(ctx, "prefs_train.jsonl"),
+        ["prefs_test"],
     )
 
 
@@ -347,7 +439,7 @@ def run_eval(ctx: Context) -> dict[str, Any]:
         if stage in ctx.done
     }
     if ctx.cfg.base:  # a released base model (path or hub name) stands in for the soup stage's
-        checkpoints = {"base": ctx.cfg.base, **checkpoints}
+        checkpoints = {"base": ctx.base or ctx.cfg.base, **checkpoints}
     results: dict[str, dict[str, Any]] = {name: {} for name in checkpoints}
     for label, source, limit in sources:  # one engine per file, its weights swapped per checkpoint
         jobs = [
@@ -376,6 +468,7 @@ STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "anneal": run_anneal,
     "soup": run_soup,
     "sft": run_sft,
+    "prefs": run_prefs,
     "dpo": run_dpo,
     "rm": run_rm,
     "ppo": run_ppo,
@@ -392,10 +485,14 @@ def _save_state(path: Path, done: dict[str, dict[str, Any]]) -> None:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
+    from rlvr.checkpoints import resolve_model
+
+    # first: a wrong base (path or hub name) fails now, not after the stages before SFT
+    base = resolve_model(cfg.base, "causal_lm", "base") if cfg.base else None
     run_dir = prepare_run_dir(cfg)
     state_path = run_dir / "pipeline.json"
     done = json.loads(state_path.read_text())["done"] if state_path.exists() else {}
-    ctx = Context(cfg, run_dir, done)
+    ctx = Context(cfg, run_dir, done, base)
     for stage in cfg.stages:
         if stage in done:
             print(f"pipeline: {stage}: done earlier, skipped", file=sys.stderr)

@@ -4,12 +4,14 @@
 the end of every `rlvr pipeline` run) reads `pipeline.json`, each stage's `metrics.jsonl` and the base
 checkpoint, and writes into the run directory:
 
-- `summary.json`: `{"total_seconds", "stages": {base, sft, dpo, rm, ppo}}`, one entry per stage the run
+- `summary.json`: `{"total_seconds", "stages": {base, sft, prefs, dpo, rm, ppo}}`, one entry per stage the run
   recorded (stages not run are absent; a figure a recorded stage did not measure is null):
   - base (the soup stage's model): `checkpoint`, `params` (counted from the safetensors headers),
     `tokens` (stage-1 plus every anneal ingredient's training tokens), `seconds` (data, tokenizer,
     tokens, pretrain, anneal and soup stages together), `heldout_loss`, `accuracy`, `accuracy_by_verifier`;
   - sft, dpo: `checkpoint`, `seconds`, `accuracy`, `accuracy_by_verifier`, `preference_accuracy`;
+  - prefs (the DPO stage's on-policy pairs): `dir`, `seconds`, `pairs`, `prompts`, `prompts_without_pair`
+    (reason → prompts);
   - rm: `checkpoint`, `seconds`, `pairwise_accuracy`;
   - ppo: as sft, plus `steps` and `episodes`.
   `accuracy` is held-out greedy pass@1 on the verifiable test prompts, `preference_accuracy` the share
@@ -44,6 +46,7 @@ from rlvr.tracking import read_metrics
 POLICY_KEYS = ("checkpoint", "seconds", "accuracy", "accuracy_by_verifier", "preference_accuracy")
 SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     "sft": POLICY_KEYS,
+    "prefs": ("dir", "seconds", "pairs", "prompts", "prompts_without_pair"),
     "dpo": POLICY_KEYS,
     "rm": ("checkpoint", "seconds", "pairwise_accuracy"),
     "ppo": (*POLICY_KEYS, "steps", "episodes"),
@@ -325,7 +328,11 @@ def render_report(
     stages = summary["stages"]
     # the table shows summary.json's figures, plus pipeline.json's where the summary keeps none
     # (the base model's preference accuracy)
-    rows = {name: {**done["soup" if name == "base" else name], **entry} for name, entry in stages.items()}
+    rows = {
+        name: {**done["soup" if name == "base" else name], **entry}
+        for name, entry in stages.items()
+        if name != "prefs"  # pairs, not a model: stated below the table
+    }
     verifiers = sorted({v for row in rows.values() for v in row.get("accuracy_by_verifier") or {}})
     total = summary["total_seconds"]
     lines = [
@@ -375,6 +382,12 @@ def render_report(
         lines.append(
             f"Base model: {facts or 'no figures recorded'}; its seconds add up the stages from data to soup."
         )
+    if "prefs" in stages:
+        prefs = stages["prefs"]
+        without = ", ".join(f"{reason} {n:,}" for reason, n in (prefs["prompts_without_pair"] or {}).items())
+        lines += ["", f"DPO pairs (prefs stage, `{prefs['dir']}/`): {prefs['pairs']:,} pairs from "
+                      f"{prefs['prompts']:,} prompts in {prefs['seconds']:,.1f} s; prompts without a pair: "
+                      f"{without or 'none'}."]  # fmt: skip
     if "ppo" in stages:
         lines += ["", f"PPO: {stages['ppo']['steps']:,} steps, {stages['ppo']['episodes']:,} episodes."]
     gains = [_gain(rows, a, b) for a, b in GAINS if a in rows and b in rows]

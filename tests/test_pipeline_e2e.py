@@ -1,5 +1,5 @@
 """`rlvr pipeline` end to end on a shrunken tiny config: synthetic data → tokenizer → tokens →
-pretrain → anneal ×2 → soup → SFT → DPO → RM → PPO → eval, then the report; a re-run skips every
+pretrain → anneal ×2 → soup → SFT → prefs → DPO → RM → PPO → eval, then the report; a re-run skips every
 stage. Minutes of work, so `slow` (`make test-all`)."""
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def test_shrunken_pipeline_runs_every_stage_and_reports(tmp_path: Path) -> None:
             f"--anneal.overrides={json.dumps(['--train.max_steps=5', *PRETRAIN[1:]])}",
             *(f"--{stage}.overrides={json.dumps(POST)}" for stage in ("sft", "dpo", "rm")),
             f"--ppo.overrides={json.dumps(PPO)}",
+            f"--prefs.overrides={json.dumps(['--max_tokens=16', '--models=[{model: sft, n: 2}]'])}",
+            # a 25-step model answers no prompt right: DPO trains on the synthetic pairs
+            "--dpo_data.on_policy=false",
             "--evaluation.n=2",
             "--evaluation.max_tokens=16",
         ],
@@ -46,12 +49,22 @@ def test_shrunken_pipeline_runs_every_stage_and_reports(tmp_path: Path) -> None:
     assert set(evaluated) == set(POLICY_STAGES)
     for name, files in evaluated.items():
         figures = files["rlvr_test"]
-        assert figures["prompts"] == 24 and 0.0 <= figures["pass@1"] <= figures["pass@2"] <= 1.0, name
+        # n = 2 samples of each of 24 prompts: pass@1 counts the right samples of 48, pass@2 the prompts
+        # with at least one
+        p1, p2 = figures["pass@1"], figures["pass@2"]
+        assert figures["prompts"] == 24 and p1 <= p2 <= min(2 * p1, 1.0), name
+        assert round(48 * p1, 9).is_integer() and round(24 * p2, 9).is_integer(), name
         assert (run_dir / figures["dir"] / "generations.jsonl").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["stages"]) == {"base", "sft", "dpo", "rm", "ppo"}
+    assert set(summary["stages"]) == {"base", "sft", "prefs", "dpo", "rm", "ppo"}
+    prefs = summary["stages"]["prefs"]
+    assert prefs["prompts"] == 120 and prefs["pairs"] + sum(prefs["prompts_without_pair"].values()) == 120
     assert summary["stages"]["ppo"]["steps"] == 2 and summary["stages"]["ppo"]["episodes"] == 8
-    assert all(0.0 <= summary["stages"][s]["accuracy"] <= 1.0 for s in ("base", "sft", "dpo", "ppo"))
+    for stage in ("base", "sft", "dpo", "ppo"):
+        entry = summary["stages"][stage]
+        assert entry["accuracy"] == done["soup" if stage == "base" else stage]["accuracy"], stage
+        # 8 test prompts per verifier: the overall accuracy is the mean of the three
+        assert entry["accuracy"] == pytest.approx(sum(entry["accuracy_by_verifier"].values()) / 3), stage
     report = (run_dir / "report.md").read_text()
     assert "Sampled evaluation" in report and (run_dir / "plots" / "accuracy.png").is_file()
 

@@ -62,6 +62,13 @@ DONE: dict[str, Any] = {
     },
     "soup": {**_policy("base", 0.25, 0.5, 0.0, 0.6, 4.0), "heldout_loss": 1.5},
     "sft": _policy("sft/checkpoints/step3-tokens0B", 0.5, 0.75, 0.25, 0.7, 20.0),
+    "prefs": {
+        "dir": "prefs",
+        "pairs": 5,
+        "prompts": 8,
+        "prompts_without_pair": {"all_equal_scores": 3},
+        "seconds": 5.0,
+    },
     "dpo": _policy("dpo/checkpoints/step3-tokens0B", 0.45, 0.7, 0.2, 0.8, 30.0),
     "rm": {
         "checkpoint": "rm/checkpoints/step3-tokens0B",
@@ -75,7 +82,7 @@ DONE: dict[str, Any] = {
 }
 
 EXPECTED = {
-    "total_seconds": 131.0,
+    "total_seconds": 136.0,
     "stages": {
         "base": {
             "checkpoint": "base",
@@ -92,6 +99,13 @@ EXPECTED = {
             "accuracy": 0.5,
             "accuracy_by_verifier": {"gsm8k": 0.75, "math": 0.25},
             "preference_accuracy": 0.7,
+        },
+        "prefs": {
+            "dir": "prefs",
+            "seconds": 5.0,
+            "pairs": 5,
+            "prompts": 8,
+            "prompts_without_pair": {"all_equal_scores": 3},
         },
         "dpo": {
             "checkpoint": "dpo/checkpoints/step3-tokens0B",
@@ -167,7 +181,12 @@ def test_report_writes_summary_plots_and_a_markdown_report(tmp_path: Path) -> No
     text = report.read_text()
     for image in ("plots/loss.png", "plots/ppo.png", "plots/accuracy.png"):
         assert f"]({image})" in text
-    assert "131.0 s" in text  # total time
+    assert "136.0 s" in text  # total time
+    assert (
+        "DPO pairs (prefs stage, `prefs/`): 5 pairs from 8 prompts in 5.0 s; prompts without a pair: "
+        "all_equal_scores 3." in text
+    )
+    assert "| prefs |" not in text  # pairs, not a model: no row in the stage table
     assert "| base | `base` | 26.0 | 25.0 % | 50.0 % | 0.0 % | 60.0 % | — |" in text
     assert "| rm | `rm/checkpoints/step3-tokens0B` | 15.0 | — | — | — | — | 90.0 % |" in text
     assert "**base → sft**: held-out accuracy 25.0 % → 50.0 % (+25.0 points)" in text
@@ -178,7 +197,7 @@ def test_report_writes_summary_plots_and_a_markdown_report(tmp_path: Path) -> No
 
 
 def test_stages_not_run_are_absent_and_unmeasured_figures_null(tmp_path: Path) -> None:
-    done = {k: v for k, v in DONE.items() if k not in ("dpo", "rm", "ppo")}
+    done = {k: v for k, v in DONE.items() if k not in ("prefs", "dpo", "rm", "ppo")}
     done["sft"] = {"checkpoint": "sft/checkpoints/step3-tokens0B", "steps": 3, "seconds": 20.0}
     run = make_run(tmp_path, done)
     summary = summarize(run)
@@ -199,7 +218,7 @@ def test_stages_not_run_are_absent_and_unmeasured_figures_null(tmp_path: Path) -
 
 def test_every_pipeline_run_writes_the_report_even_when_all_stages_were_done(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    stages = "--stages=[data, tokenizer, tokens, pretrain, anneal, soup, sft, dpo, rm, ppo]"
+    stages = "--stages=[data, tokenizer, tokens, pretrain, anneal, soup, sft, prefs, dpo, rm, ppo]"
     cfg = load_config(
         PipelineConfig, None, [f"--runs_root={tmp_path}", "--name=run", "--log.wandb=false", stages]
     )
@@ -237,6 +256,7 @@ def test_report_of_the_real_tiny_run(tmp_path: Path) -> None:
             "accuracy_by_verifier",
         },
         "sft": policy,
+        "prefs": {"dir", "seconds", "pairs", "prompts", "prompts_without_pair"},
         "dpo": policy,
         "rm": {"checkpoint", "seconds", "pairwise_accuracy"},
         "ppo": policy | {"steps", "episodes"},
@@ -244,13 +264,15 @@ def test_report_of_the_real_tiny_run(tmp_path: Path) -> None:
     assert set(summary) == {"total_seconds", "stages"}
     for stage, entry in summary["stages"].items():
         assert set(entry) == shapes[stage]
-        assert (run / entry["checkpoint"]).is_dir()
+        assert (run / (entry["dir"] if stage == "prefs" else entry["checkpoint"])).is_dir()
         record = done["soup" if stage == "base" else stage]
         assert all(entry[k] == record[k] for k in entry if k not in ("params", "tokens", "seconds"))
     if "base" in summary["stages"]:
         assert summary["stages"]["base"]["params"] > 0 and summary["stages"]["base"]["tokens"] > 0
     assert summary["total_seconds"] == round(sum(r["seconds"] for r in done.values()), 1)
     write_report(run, tmp_path)  # into tmp_path: the run directory stays as the pipeline left it
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert pngs == sorted({"loss.png", "accuracy.png"} | ({"ppo.png"} if "ppo" in done else set()))
     for png in (tmp_path / "plots").glob("*.png"):
         assert png.read_bytes().startswith(PNG)
     assert "## Stages" in (tmp_path / "report.md").read_text()

@@ -47,6 +47,15 @@ class DPOSection:
     """SimPO's target margin γ divided by β (open-instruct's default)."""
     reference_batch_size: int = 16
     """Pairs per forward pass when computing the reference log-probs."""
+    nll_weight: float = 0.0
+    """Adds `nll_weight` × the chosen answer's mean per-token negative log-likelihood to each pair's
+    loss (RPO, Pang et al. 2024; TRL's `rpo_alpha`). Pure DPO can lower the chosen answer's likelihood
+    along with the rejected one's; on correct-vs-incorrect pairs of the policy's own samples this term
+    keeps the correct answers likely. 0 (off) is the recipe."""
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0 or self.nll_weight < 0 or self.reference_batch_size < 1:
+            raise ValueError("dpo.beta must be > 0, dpo.nll_weight ≥ 0 and dpo.reference_batch_size ≥ 1")
 
 
 @dataclass
@@ -99,6 +108,12 @@ def simpo_loss(
     chosen, rejected = beta * policy_chosen_avg, beta * policy_rejected_avg
     losses = -F.logsigmoid(chosen - rejected - beta * gamma_beta_ratio)
     return PreferenceLoss(losses, chosen.detach(), rejected.detach())
+
+
+def chosen_nll(policy: torch.Tensor) -> torch.Tensor:
+    """Per pair, the chosen answer's mean per-token negative log-likelihood (`policy` as in
+    `preference_loss`): the term `dpo.nll_weight` adds to the loss."""
+    return -policy[:, 0] / policy[:, 2].clamp(min=1)
 
 
 def preference_loss(
@@ -213,9 +228,11 @@ class DPOTrainer(PolicyTrainer[EncodedPair]):
             reference = self.reference[[e.index for e in examples]].to(device=device, dtype=policy.dtype)
         d = self.cfg.dpo
         out = preference_loss(d.loss_type, policy, reference, d.beta, d.simpo_gamma_beta_ratio)
-        loss = out.losses.sum()
+        nll = chosen_nll(policy)
+        loss = (out.losses + d.nll_weight * nll).sum() if d.nll_weight else out.losses.sum()
         return loss, {
             "loss": float(loss.detach()),
+            "chosen_nll": float(nll.detach().sum()),
             "pairs": float(n),
             "chosen_rewards": float(out.chosen_rewards.sum()),
             "rejected_rewards": float(out.rejected_rewards.sum()),
@@ -230,6 +247,7 @@ class DPOTrainer(PolicyTrainer[EncodedPair]):
             "rewards/rejected": sums["rejected_rewards"] / pairs,
             "rewards/margin": (sums["chosen_rewards"] - sums["rejected_rewards"]) / pairs,
             "rewards/accuracy": sums["correct"] / pairs,
+            "chosen_nll": sums["chosen_nll"] / pairs,
         }
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlvr.algos.common import token_logprobs
-from rlvr.algos.dpo import dpo_loss, ipo_loss, preference_loss, simpo_loss
+from rlvr.algos.dpo import chosen_nll, dpo_loss, ipo_loss, preference_loss, simpo_loss
 from rlvr.algos.encoding import IGNORE_INDEX
 from rlvr.algos.reward_model import bradley_terry_loss, init_score_head, pairwise_figures
 from rlvr.algos.sft import loss_units, sft_loss
@@ -102,6 +102,12 @@ def test_simpo_is_reference_free_with_a_margin() -> None:
     ).losses.item() == pytest.approx(-log_sigmoid(1.5))
     with pytest.raises(ValueError, match="needs reference"):
         preference_loss("dpo_norm", policy, None, beta=2.0)
+
+
+def test_chosen_nll_is_the_mean_token_nll_of_the_chosen_answer() -> None:
+    # rows: chosen sum, rejected sum, chosen tokens, rejected tokens
+    policy = torch.tensor([[-6.0, -2.0, 3.0, 1.0], [-1.5, -9.0, 5.0, 4.0]])
+    assert chosen_nll(policy).tolist() == pytest.approx([2.0, 0.3])
 
 
 def test_preference_losses_have_gradients_towards_the_chosen_answer() -> None:

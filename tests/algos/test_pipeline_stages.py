@@ -7,9 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from rlvr.config import from_dict
+from rlvr.data import DataError
 from rlvr.pipeline import Context, PipelineConfig, _evaluate_checkpoint, run_pipeline
 
 SMALL = [
@@ -34,6 +36,9 @@ PPO_SMALL = [
 ]
 
 
+PREFS_SMALL = ["--backend=hf", "--max_tokens=8", "--models=[{model: runs/tiny/sft, n: 2}]"]
+
+
 def pipeline_cfg(tmp_path: Path) -> PipelineConfig:
     stage = {"overrides": SMALL}
     return from_dict(
@@ -46,8 +51,11 @@ def pipeline_cfg(tmp_path: Path) -> PipelineConfig:
             "dpo": {"config": "configs/dpo/tiny.yaml", **stage},
             "rm": {"config": "configs/rm/tiny.yaml", **stage},
             "ppo": {"config": "configs/ppo/tiny.yaml", "overrides": PPO_SMALL},
+            "prefs": {"config": "configs/prefs/tiny.yaml", "overrides": PREFS_SMALL},
+            # a random model's answers give no on-policy pair: DPO trains on the synthetic pairs here
+            "dpo_data": {"on_policy": False},
             "evaluation": {"backend": "hf", "n": 2, "max_tokens": 8},
-            "stages": ["soup", "sft", "dpo", "rm", "ppo", "eval"],
+            "stages": ["soup", "sft", "prefs", "dpo", "rm", "ppo", "eval"],
         },
     )
 
@@ -65,6 +73,10 @@ def test_post_training_stages_record_checkpoints_and_figures(
     (run_dir / "pipeline.json").write_text(json.dumps({"done": {"soup": {"checkpoint": "base"}}}))
 
     done = run_pipeline(cfg)
+    prefs = done["prefs"]  # every training prompt answered twice by the SFT model, each counted
+    assert prefs["prompts"] == 24 and prefs["dir"] == "prefs"
+    assert prefs["pairs"] + sum(prefs["prompts_without_pair"].values()) == 24
+    assert (run_dir / "prefs" / "samples" / "sft.jsonl").read_text().count("\n") == 24
     for stage in ("sft", "dpo"):
         record = done[stage]
         assert record["checkpoint"].startswith(f"{stage}/checkpoints/step2-")
@@ -83,7 +95,11 @@ def test_post_training_stages_record_checkpoints_and_figures(
     evaluated = done["eval"]["checkpoints"]
     assert set(evaluated) == {"base", "sft", "dpo", "ppo"}
     for figures in (files["rlvr_test"] for files in evaluated.values()):
-        assert figures["prompts"] == 24 and 0.0 <= figures["pass@1"] <= figures["pass@2"] <= 1.0
+        # n = 2 samples of each of 24 prompts: pass@1 counts the right samples of 48, pass@2 the prompts
+        # with at least one
+        p1, p2 = figures["pass@1"], figures["pass@2"]
+        assert figures["prompts"] == 24 and p1 <= p2 <= min(2 * p1, 1.0)
+        assert round(48 * p1, 9).is_integer() and round(24 * p2, 9).is_integer()
         assert (run_dir / figures["dir"] / "metrics.json").is_file()
     # DPO and the reward model both start from the SFT checkpoint
     for stage in ("dpo", "rm"):
@@ -98,5 +114,28 @@ def test_base_model_is_measured_like_the_sft_model(
     cfg = pipeline_cfg(tmp_path)
     shutil.copytree(suite, cfg.run_dir / "data")
     figures = _evaluate_checkpoint(Context(cfg, cfg.run_dir, {}), base_checkpoint)
-    assert figures["prompts"] == 24 and 0.0 <= figures["accuracy"] <= 1.0
-    assert figures["preference_pairs"] == 24 and 0.0 <= figures["preference_accuracy"] <= 1.0
+    assert figures["prompts"] == 24 and set(figures["accuracy_by_verifier"]) == {"gsm8k", "math", "ifeval"}
+    # 8 prompts per verifier: the overall accuracy is the mean of the three
+    assert figures["accuracy"] == pytest.approx(sum(figures["accuracy_by_verifier"].values()) / 3)
+    assert figures["preference_pairs"] == 24 and round(24 * figures["preference_accuracy"], 9).is_integer()
+
+
+def test_dpo_trains_on_the_on_policy_pairs_mixed_with_synthetic_ones(tmp_path: Path, suite: Path) -> None:
+    from rlvr.data import read_jsonl, write_jsonl
+    from rlvr.pipeline import _dpo_pairs
+
+    cfg = from_dict(PipelineConfig, {"runs_root": str(tmp_path), "dpo_data": {"synthetic_ratio": 0.5}})
+    ctx = Context(cfg, cfg.run_dir, {"prefs": {"prompts_without_pair": {"all_equal_scores": 3}}})
+    shutil.copytree(suite, cfg.run_dir / "data")
+    synthetic = [row for _, row in read_jsonl(suite / "prefs_train.jsonl")]
+    on_policy = [{**row, "chosen_model": "sft"} for row in synthetic[-10:]]
+    write_jsonl(on_policy, cfg.run_dir / "prefs" / "prefs.jsonl")
+    mixed = [row for _, row in read_jsonl(_dpo_pairs(ctx))]
+    assert len(mixed) == 15 and sum("chosen_model" in row for row in mixed) == 10
+    assert [row for row in mixed if "chosen_model" not in row] != synthetic[:5]  # shuffled together ...
+    assert sorted(map(json.dumps, mixed)) == sorted(
+        map(json.dumps, on_policy + synthetic[:5])
+    )  # ... all kept
+    write_jsonl([], cfg.run_dir / "prefs" / "prefs.jsonl")
+    with pytest.raises(DataError, match=r"the prefs stage made no pair .*all_equal_scores"):
+        _dpo_pairs(ctx)

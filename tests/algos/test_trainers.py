@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,24 @@ def test_dpo_reference_is_computed_once_and_read_back(
     )
 
 
+def test_dpo_nll_weight_adds_the_chosen_nll_to_the_loss(stage_cfg: StageCfg) -> None:
+    cfg = stage_cfg(DPOConfig, {"dpo": {"nll_weight": 0.5}, "train": {"max_steps": 1}})
+    run_stage(DPOTrainer, cfg)
+    first = curve(cfg)[0]
+    # at the reference the DPO term is ln 2; the chosen answers of a random model cost ≈ ln 512 a token
+    assert first["chosen_nll"] == pytest.approx(math.log(512), abs=0.3)
+    assert first["loss"] == pytest.approx(math.log(2) + 0.5 * first["chosen_nll"], rel=1e-4)
+
+
 def test_simpo_needs_no_reference(stage_cfg: StageCfg) -> None:
     cfg = stage_cfg(DPOConfig, {"dpo": {"loss_type": "simpo", "beta": 2.0}, "train": {"max_steps": 1}})
     run_stage(DPOTrainer, cfg)
     assert not (cfg.run_dir / REFERENCE_FILE).exists()
-    assert curve(cfg)[0]["loss"] > 0
+    first = curve(cfg)[0]
+    # The random model gives every answer about the same mean log-prob, ≈ −ln 512 (rewards: β × that), so
+    # the loss is what SimPO's target margin γ = β · 0.3 = 0.6 alone makes: ln(1 + e^0.6) ≈ 1.04 (ln 2 without).
+    assert first["rewards/chosen"] == pytest.approx(-2.0 * math.log(512), abs=0.3)
+    assert first["loss"] == pytest.approx(math.log1p(math.exp(0.6)), abs=0.02)
 
 
 def test_reward_model_checkpoint_scores_like_the_verifier(stage_cfg: StageCfg, suite: Path) -> None:
