@@ -78,6 +78,16 @@ class DPOData:
 
 
 @dataclass
+class RMData:
+    """What the rm stage trains on besides the synthetic pairs (prefs_train.jsonl)."""
+
+    on_policy: bool = True
+    """Also the prefs stage's pairs. Measured on the tiny suite (1 epoch each): synthetic pairs alone
+    rank 79.7 % of the held-out synthetic pairs right but only 52.8 % of pairs of the SFT model's own
+    answers to the held-out prompts; with the on-policy pairs added, 78.9 % and 64.5 %."""
+
+
+@dataclass
 class PipelineConfig(RunConfig):
     name: str = "tiny"
     synth: SynthConfig = field(default_factory=SynthConfig)
@@ -95,6 +105,7 @@ class PipelineConfig(RunConfig):
     """`rlvr prefs` from the SFT model on the RLVR training prompts: the dpo stage's on-policy pairs."""
     dpo: StageFile = field(default_factory=lambda: StageFile("configs/dpo/tiny.yaml"))
     dpo_data: DPOData = field(default_factory=DPOData)
+    rm_data: RMData = field(default_factory=RMData)
     rm: StageFile = field(default_factory=lambda: StageFile("configs/rm/tiny.yaml"))
     ppo: StageFile = field(default_factory=lambda: StageFile("configs/ppo/tiny.yaml"))
     """Starts from the dpo stage's checkpoint with the value model from the rm stage's."""
@@ -129,9 +140,13 @@ class PipelineConfig(RunConfig):
             raise ValueError(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
         if self.anneal_ingredients < 1:
             raise ValueError("anneal_ingredients must be at least 1")
-        if self.dpo_data.on_policy and "dpo" in self.stages and "prefs" not in self.stages:
-            raise ValueError("dpo_data.on_policy trains DPO on the prefs stage's pairs: add prefs to stages "
-                             "before dpo, or set --dpo_data.on_policy=false")  # fmt: skip
+        for stage, data in (("dpo", self.dpo_data), ("rm", self.rm_data)):
+            if data.on_policy and stage in self.stages and "prefs" not in self.stages:
+                raise ValueError(f"{stage}_data.on_policy trains {stage} on the prefs stage's pairs: add prefs "
+                                 f"to stages before {stage}, or set --{stage}_data.on_policy=false")  # fmt: skip
+        if self.rm_data.on_policy and self.data_source == "stage_configs":
+            raise ValueError("rm_data.on_policy adds the prefs stage's pairs to the synthetic ones: with "
+                             "data_source stage_configs set --rm_data.on_policy=false")  # fmt: skip
         if self.data_source == "stage_configs" and not self.base:
             raise ValueError("data_source stage_configs needs base: the model SFT starts from")
         if self.base:  # nothing builds a base model, and with the stage configs' data nothing is synthesised
@@ -249,7 +264,11 @@ def run_soup(ctx: Context) -> dict[str, Any]:
 
 
 def _stage_args(
-    ctx: Context, name: str, init_from: str | Path, train: Path | None, eval_files: Sequence[str]
+    ctx: Context,
+    name: str,
+    init_from: str | Path,
+    train: Sequence[Path] | None,
+    eval_files: Sequence[str],
 ) -> list[str]:
     """Overrides pointing a post-training stage's paths into the pipeline's run directory, its training
     data at `train` (None: the stage config's) and its held-out sets at the synthetic suite's (unless the
@@ -261,15 +280,15 @@ def _stage_args(
         f"--name={name}",
         f"--seed={ctx.cfg.seed}",
         f"--init_from={init_from}",
-        *([f"--data.train=[{train}]"] if train is not None else []),
+        *([f"--data.train=[{', '.join(map(str, train))}]"] if train is not None else []),
         *(f"--eval.{split}={data / (split + '.jsonl')}" for split in eval_files if synthetic),
         f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
     ]
 
 
-def _synthetic(ctx: Context, filename: str) -> Path | None:
+def _synthetic(ctx: Context, filename: str) -> list[Path] | None:
     """A file of the synthetic suite a stage trains on; None when the stage configs name the data."""
-    return ctx.path("data", filename) if ctx.cfg.data_source == "synthetic" else None
+    return [ctx.path("data", filename)] if ctx.cfg.data_source == "synthetic" else None
 
 
 def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
@@ -295,7 +314,7 @@ def _post_train(
     ctx: Context,
     stage: str,
     init_from: str | Path,
-    train: Path | None,
+    train: Sequence[Path] | None,
     eval_files: Sequence[str],
     extra: Sequence[str] = (),
 ) -> dict[str, Any]:
@@ -376,17 +395,18 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
     if not ctx.cfg.dpo_data.on_policy:
         return _post_train(ctx, "dpo", sft, _synthetic(ctx, "prefs_train.jsonl"), evals)
     # every pair the mix holds (the DPO config's data.limit sizes its own data, not this file)
-    return _post_train(ctx, "dpo", sft, _dpo_pairs(ctx), evals, ["--data.limit=null"])
+    return _post_train(ctx, "dpo", sft, [_dpo_pairs(ctx)], evals, ["--data.limit=null"])
 
 
 def run_rm(ctx: Context) -> dict[str, Any]:
-    return _post_train(
-        ctx,
-        "rm",
-        ctx.path(ctx.done["sft"]["checkpoint"]),
-        _synthetic(ctx, "prefs_train.jsonl"),
-        ["prefs_test"],
-    )
+    train = _synthetic(ctx, "prefs_train.jsonl")
+    if ctx.cfg.rm_data.on_policy and train is not None:
+        if ctx.done["prefs"]["pairs"]:
+            train.append(ctx.path("prefs", "prefs.jsonl"))
+        else:
+            print("pipeline: rm: the prefs stage made no pair; the RM trains on the synthetic pairs only",
+                  file=sys.stderr)  # fmt: skip
+    return _post_train(ctx, "rm", ctx.path(ctx.done["sft"]["checkpoint"]), train, ["prefs_test"])
 
 
 def run_ppo(ctx: Context) -> dict[str, Any]:

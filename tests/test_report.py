@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from rlvr.config import ConfigError, load_config
-from rlvr.pipeline import Context, PipelineConfig, _stage_args, run_pipeline
+from rlvr.pipeline import Context, PipelineConfig, _stage_args, _synthetic, run_pipeline
 from rlvr.pipeline import main as pipeline_main
 from rlvr.report import count_parameters, summarize, write_report
 
@@ -307,7 +307,8 @@ def test_real_scale_presets_load_with_their_stage_configs(size: str, tmp_path: P
     ppo = load_config(PPOConfig, ROOT / cfg.ppo.config, cfg.ppo.overrides)
     assert ppo.data.train == ["allenai/RLVR-GSM-MATH-IF-Mixed-Constraints"] and ppo.rollout.backend == "vllm"
     # the pipeline keeps each stage's own data: it only points paths and the start model
-    args = _stage_args(Context(cfg, tmp_path, {}), "sft", cfg.base, "sft_train.jsonl", ["rlvr_test"])
+    ctx = Context(cfg, tmp_path, {})
+    args = _stage_args(ctx, "sft", cfg.base, _synthetic(ctx, "sft_train.jsonl"), ["rlvr_test"])
     assert f"--init_from={cfg.base}" in args
     assert not any(a.startswith(("--data.", "--eval.")) for a in args)
 

@@ -139,3 +139,20 @@ def test_dpo_trains_on_the_on_policy_pairs_mixed_with_synthetic_ones(tmp_path: P
     write_jsonl([], cfg.run_dir / "prefs" / "prefs.jsonl")
     with pytest.raises(DataError, match=r"the prefs stage made no pair .*all_equal_scores"):
         _dpo_pairs(ctx)
+
+
+@pytest.mark.parametrize(("pairs", "on_policy"), [(3, True), (0, True), (3, False)])
+def test_the_reward_model_adds_the_on_policy_pairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pairs: int, on_policy: bool
+) -> None:
+    from rlvr import pipeline
+
+    cfg = from_dict(PipelineConfig, {"runs_root": str(tmp_path), "rm_data": {"on_policy": on_policy}})
+    ctx = Context(cfg, cfg.run_dir, {"sft": {"checkpoint": "sft"}, "prefs": {"pairs": pairs}})
+    seen = {}
+    monkeypatch.setattr(
+        pipeline, "_post_train", lambda ctx, stage, init, train, evals: seen.update(train=train)
+    )
+    pipeline.run_rm(ctx)
+    on_policy_file = [ctx.path("prefs", "prefs.jsonl")] if pairs and on_policy else []
+    assert seen["train"] == [ctx.path("data", "prefs_train.jsonl"), *on_policy_file]
