@@ -14,8 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from rlvr.config import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def config_command(
+    argv: Sequence[str], cls: type[T], run: Callable[[T], object], prog: str, description: str, epilog: str
+) -> int:
+    """`prog [--config FILE] [--key=value ...]`: the settings as `cls`, then `run` on them; a data
+    error (a missing file, no readable row) is one line and exit code 2."""
+    from rlvr.config import load_config
+    from rlvr.data import DataError
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", type=Path, help=f"YAML with {cls.__name__} fields (optional)")
+    args, overrides = parser.parse_known_args(argv)
+    cfg = load_config(cls, args.config, overrides)
+    try:
+        run(cfg)
+    except DataError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def data_main(argv: Sequence[str]) -> int:

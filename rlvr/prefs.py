@@ -32,7 +32,6 @@ finished chunk and produces the same file an uninterrupted run would.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlvr.checkpoints import resolve_model
-from rlvr.config import ConfigError, from_dict, load_config, save_config, to_dict
+from rlvr.config import ConfigError, from_dict, save_config, to_dict
 from rlvr.data import DataError, read_jsonl, write_jsonl
 from rlvr.eval.data import Format, Item, build_messages
 from rlvr.eval.runner import (
@@ -461,22 +460,16 @@ EPILOG = """settings (PrefsConfig in rlvr/prefs.py; --key=value):
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rlvr prefs",
-        description="Sample responses from one or more models, judge them, write chosen/rejected pairs.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+    from rlvr.cli import config_command
+
+    return config_command(
+        argv,
+        PrefsConfig,
+        run,
+        "rlvr prefs",
+        "Sample responses from one or more models, judge them, write chosen/rejected pairs.",
+        EPILOG,
     )
-    parser.add_argument("--config", type=Path, help="YAML with PrefsConfig fields (optional)")
-    args, overrides = parser.parse_known_args(argv)
-    cfg = load_config(PrefsConfig, args.config, overrides)
-    try:
-        run(cfg)
-    except DataError as err:
-        print(f"rlvr prefs: {err}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

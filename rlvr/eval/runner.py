@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import string
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlvr.algos.evaluation import verifier_key
-from rlvr.config import from_dict, load_config, save_config
+from rlvr.config import from_dict, save_config
 from rlvr.data import DataError, write_jsonl
 from rlvr.eval.data import Format, Item, build_messages, load_items, read_fewshot
 from rlvr.eval.metrics import ANSWER_EXTRACTORS, format_table, summarize
@@ -395,19 +394,13 @@ EPILOG = """settings (EvalConfig in rlvr/eval/runner.py; --key=value or --key va
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rlvr eval",
-        description="Sample n answers per prompt, verify them, report pass@1 / pass@k / maj@k per data set.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+    from rlvr.cli import config_command
+
+    return config_command(
+        argv,
+        EvalConfig,
+        run,
+        "rlvr eval",
+        "Sample n answers per prompt, verify them, report pass@1 / pass@k / maj@k per data set.",
+        EPILOG,
     )
-    parser.add_argument("--config", type=Path, help="YAML with EvalConfig fields (optional)")
-    args, overrides = parser.parse_known_args(argv)
-    cfg = load_config(EvalConfig, args.config, overrides)
-    try:
-        run(cfg)
-    except DataError as err:
-        print(f"rlvr eval: {err}", file=sys.stderr)
-        return 1
-    return 0
