@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlvr.checkpoints import resolve_model
-from rlvr.config import ConfigError, from_dict, save_config, to_dict
+from rlvr.config import ConfigError, from_dict, read_yaml, save_config, to_dict
 from rlvr.data import DataError, read_jsonl, write_jsonl
 from rlvr.eval.data import Format, Item, build_messages
 from rlvr.eval.runner import (
@@ -328,8 +328,6 @@ def _check_resume(cfg: PrefsConfig, out: Path) -> None:
     saved = out / "config.yaml"
     if not saved.is_file() or not (out / "samples").is_dir():
         return
-    from rlvr.config import read_yaml
-
     before, now = read_yaml(saved), to_dict(cfg)
     changed = [k for k in RESUME_FIELDS if before.get(k) != now.get(k)]
     if changed:
