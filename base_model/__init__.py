@@ -28,8 +28,8 @@ _API = {
     "PretrainConfig": "base_model.config",
     "Trainer": "base_model.trainer",
     "pretrain": "base_model.trainer",
-    "soup": "base_model.checkpoint",
-    "list_checkpoints": "base_model.checkpoint",
+    "soup": "base_model.soup",
+    "list_checkpoints": "rlvr.train.checkpoint",
 }
 __all__ = list(_API)
 

@@ -125,7 +125,7 @@ def soup_main(argv: list[str]) -> int:
     parser.add_argument("--inputs", nargs="+", required=True, help="two or more checkpoint directories")
     parser.add_argument("--out", required=True, help="directory for the averaged checkpoint")
     args = parser.parse_args(argv)
-    from base_model.checkpoint import soup
+    from base_model.soup import soup
 
     print(f"soup of {len(args.inputs)} checkpoints: {soup(args.inputs, args.out)}")
     return 0

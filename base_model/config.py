@@ -11,6 +11,8 @@ from typing import Literal
 
 from base_model.model import ModelConfig
 from rlvr.tracking import RunConfig
+from rlvr.train.config import CoreConfig
+from rlvr.train.optim import ScheduleConfig
 
 
 @dataclass
@@ -53,47 +55,18 @@ class OptimConfig:
 
 
 @dataclass
-class ScheduleConfig:
-    kind: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_steps: int = 0
-    """Linear warmup from 0 to the peak (stage 1); stage 2 uses none."""
-    final_lr_ratio: float = 0.1
-    """End of the decay as a fraction of the peak: 0.1 for OLMo 2 stage 1, 0 for stage 2."""
-
-
-@dataclass
-class DistributedConfig:
-    """How a trainer runs across the processes `torchrun` starts (every trainer's `train` section)."""
-
-    deepspeed: str | None = None
-    """A DeepSpeed JSON config (e.g. configs/deepspeed/zero2.json); None: plain PyTorch (DDP if several
-    processes). Batch sizes, clipping and accumulation are filled in from the trainer's config."""
-    dist_backend: str | None = None
-    """torch.distributed backend; None: nccl with CUDA, gloo on CPU."""
-
-
-@dataclass
-class TrainConfig(DistributedConfig):
+class TrainConfig(CoreConfig):
     max_steps: int = 100
     """Optimizer steps. Runs are bounded by steps, never by time, so they reproduce."""
     global_batch_size: int = 32
     """Sequences per optimizer step, summed over all processes."""
     micro_batch_size: int = 16
     """Sequences per forward pass per process; accumulation = global / (micro · processes)."""
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    """auto: bf16 autocast where the hardware has bf16 (CUDA bf16, CPU avx512_bf16/AMX), else fp32.
-    Weights and optimizer state stay fp32 either way."""
-    attention: Literal["sdpa", "eager"] = "sdpa"
-    """transformers' attention kernel: sdpa (fused; long context needs it) or eager (plain matmuls,
-    ≈10 % faster on CPU at sequence length 256)."""
     compile: bool = False
     """torch.compile the forward pass and loss (≈25 % faster on CPU after ≈30 s of compiling;
-    plain PyTorch engine only)."""
+    `train.sharding` none or ddp only)."""
     eval_every: int = 100
     save_every: int = 100
-    """Checkpoint interval in steps; the last step is always saved."""
-    resume: bool = True
-    """Continue from the newest checkpoint in the run directory if there is one."""
     peak_tflops: float | None = None
     """Per-device bf16 (or fp32) dense peak for MFU; None: measure it with a matmul loop at start-up."""
     sample_prompts: list[str] = field(default_factory=list)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,12 +35,12 @@ import torch
 from base_model.tokenizer import fingerprint, load_fast_encoder
 from rlvr.chat import render_chat, render_segments
 from rlvr.data import DataError, JsonLineError, LoadReport, read_jsonl, row_problems
+from rlvr.logprobs import IGNORE_INDEX
 
 TOKEN_DTYPE = np.uint32
 TOKENS_SUFFIX = ".tokens.bin"
 MASK_SUFFIX = ".mask.bin"
 VAL_DIR = "val"
-IGNORE_INDEX = -100  # the label value torch's and transformers' cross-entropy skip
 
 
 # ----------------------------------------------------------------------------- reading text
@@ -440,6 +441,15 @@ class EvalChunks:
     def batches(
         self, batch_size: int, rank: int = 0, world: int = 1
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's share of the chunks in batches. Every process yields the same number of
+        batches (a sharded model's forward is a collective): one with fewer chunks ends with a batch
+        of chunk 0 whose labels are all masked, which adds nothing to the sums."""
         mine = list(range(rank, self.n_chunks, world))
-        for start in range(0, len(mine), batch_size):
-            yield collate([self.source.chunk(i) for i in mine[start : start + batch_size]])
+        per_rank = math.ceil(math.ceil(self.n_chunks / world) / batch_size)
+        for k in range(per_rank):
+            picked = mine[k * batch_size : (k + 1) * batch_size]
+            if picked:
+                yield collate([self.source.chunk(i) for i in picked])
+            else:
+                input_ids, labels = collate([self.source.chunk(0)])
+                yield input_ids, torch.full_like(labels, IGNORE_INDEX)

@@ -13,38 +13,22 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from base_model.checkpoint import (
-    CheckpointError,
-    checkpoint_name,
-    list_checkpoints,
-    read_config,
-    read_state_dict,
-    read_training_state,
-    restore_training_state,
-    save_model,
-    save_training_checkpoint,
-)
 from base_model.config import PretrainConfig
 from base_model.data import ChunkSource, EvalChunks, MixtureSampler, check_tokenizer, expand_paths
-from base_model.distributed import (
-    Dist,
-    Engine,
-    all_reduce,
-    build_engine,
-    fit_then_leave,
-    init_distributed,
-)
+from base_model.loss import heldout_sums, lm_loss
 from base_model.model import build_model, describe, flops_per_token, hf_config
-from base_model.optim import build_optimizer, heldout_sums, lm_loss, lr_at
-from base_model.perf import autocast_dtype, measure_matmul_peak
 from base_model.tokenizer import fingerprint, load_tokenizer
-from rlvr.tracking import MetricsLogger, prepare_run_dir, progress, truncate_metrics
+from rlvr.config import ConfigError
+from rlvr.tracking import progress
+from rlvr.train.checkpoint import CheckpointError, checkpoint_name, read_config, read_state_dict
+from rlvr.train.core import Schedule, TrainCore, hf_writer
+from rlvr.train.distributed import all_reduce, fit_then_leave
+from rlvr.train.engines import Engine
+from rlvr.train.precision import measure_matmul_peak
 
 # config.json keys that must agree between a checkpoint and the configured model.
 SHAPE_KEYS = (
@@ -60,11 +44,14 @@ SHAPE_KEYS = (
 class Trainer:
     def __init__(self, cfg: PretrainConfig) -> None:
         self.cfg = cfg
-        self.dist: Dist = init_distributed(cfg.train.dist_backend, deepspeed=cfg.train.deepspeed is not None)
+        self.core = TrainCore(cfg, cfg.train)
+        self.dist = self.core.dist
         self.accumulation = self._check_batch_sizes()
-        self.ckpt_dir = cfg.run_dir / "checkpoints"
         self.step = 0
         self.tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
+        s = cfg.schedule
+        self.schedule = Schedule(cfg.optim.lr, cfg.train.max_steps, s.kind, warmup_steps=s.warmup_steps,
+                                 final_lr_ratio=s.final_lr_ratio)  # fmt: skip
 
         self.tokenizer = load_tokenizer(cfg.tokenizer)
         if len(self.tokenizer) > cfg.model.vocab_size:
@@ -73,11 +60,7 @@ class Trainer:
                 f"{cfg.model.vocab_size:,}; raise model.vocab_size to at least that (a multiple of 64 is fastest)"
             )
         self.sampler, self.eval_set = self._build_data()
-        resume_from = (
-            list_checkpoints(self.ckpt_dir)[-1]
-            if cfg.train.resume and list_checkpoints(self.ckpt_dir)
-            else None
-        )
+        resume_from = self.core.resumed_from
 
         torch.manual_seed(cfg.seed)  # the same on every process: identical initial weights
         model = build_model(
@@ -89,31 +72,27 @@ class Trainer:
             raise ValueError(
                 "a stage-2 run continues from a stage-1 checkpoint: set init_from to its directory"
             )
-        if resume_from is not None and cfg.train.deepspeed is None:
+        if resume_from is not None and not cfg.train.uses_deepspeed:
             self._load_weights(model, resume_from)  # DeepSpeed restores the module itself, below
-        model.to(self.dist.device).train()
-        self.engine: Engine = self._build_engine(model)
+        if not self.core.sharded:  # the sharded engines move each shard to the device themselves
+            model.to(self.dist.device)
+        model.train()
+        self.engine: Engine = self.core.build_engine(
+            model, cfg.optim, cfg.train.micro_batch_size, self.accumulation, cfg.optim.grad_clip
+        )
         if resume_from is not None:
             self.load_checkpoint(resume_from)
 
-        self.autocast = autocast_dtype(cfg.train.precision, self.dist.device)
         self.forward_loss = self._forward_loss
         if cfg.train.compile:
-            if cfg.train.deepspeed is not None:
-                raise ValueError(
-                    "train.compile works with the plain PyTorch engine only; unset train.deepspeed"
-                )
+            if cfg.train.sharding not in ("none", "ddp"):
+                raise ValueError("train.compile works with train.sharding none or ddp")
             # One static graph: every micro-batch has the same shape. Eval and sampling stay eager.
             self.forward_loss = torch.compile(self._forward_loss, dynamic=False)
         self.flops_per_token = flops_per_token(cfg.model, cfg.data.seq_len)
         self.peak_flops = self._peak_flops()
         self.resumed_from = resume_from
-        self.logger: MetricsLogger | None = None
-        if self.dist.is_main:
-            prepare_run_dir(cfg)
-            if resume_from is not None:
-                truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
-            self.logger = MetricsLogger(cfg.run_dir, cfg, resume=resume_from is not None)
+        self.core.open_run(self.step)
 
     # ------------------------------------------------------------------ set-up
 
@@ -121,7 +100,7 @@ class Trainer:
         t, d = self.cfg.train, self.dist
         per_pass = t.micro_batch_size * d.world
         if t.global_batch_size % per_pass:
-            raise ValueError(
+            raise ConfigError(
                 f"train.global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size "
                 f"{t.micro_batch_size} × {d.world} process(es); change one of them"
             )
@@ -167,18 +146,11 @@ class Trainer:
             )
         model.load_state_dict(read_state_dict(path), strict=True)
 
-    def _build_engine(self, model: torch.nn.Module) -> Engine:
-        t, optim = self.cfg.train, self.cfg.optim
-        optimizer = build_optimizer(model, optim)
-        return build_engine(
-            model, optimizer, t.deepspeed, t.micro_batch_size, self.accumulation, optim.grad_clip, self.dist
-        )
-
     def _peak_flops(self) -> float:
         """Summed over processes: each measures its own share of the hardware, concurrently."""
         if self.cfg.train.peak_tflops is not None:
             return self.cfg.train.peak_tflops * 1e12 * self.dist.world
-        mine = measure_matmul_peak(self.dist.device, self.autocast or torch.float32, seconds=1.0)
+        mine = measure_matmul_peak(self.dist.device, self.core.autocast_dtype or torch.float32, seconds=1.0)
         return float(all_reduce(torch.tensor(mine, dtype=torch.float64), self.dist))
 
     # ------------------------------------------------------------------ the loop
@@ -199,17 +171,15 @@ class Trainer:
             self.step += 1
             if self.eval_set is not None and (self.step % t.eval_every == 0 or self.step == t.max_steps):
                 metrics.update(self.eval_step())
-            if self.logger is not None:
-                self.logger.log(self.step, metrics)
+            self.core.log(self.step, metrics)
             if self.step % t.save_every == 0 or self.step == t.max_steps:
                 last_saved = self.save_checkpoint()
-        final = last_saved or self.ckpt_dir / checkpoint_name(
+        final = last_saved or self.core.ckpt_dir / checkpoint_name(
             self.step, self.step * self.tokens_per_step, cfg.stage, cfg.ingredient
         )
-        if t.sample_prompts and self.dist.is_main:
+        if t.sample_prompts:
             self.write_samples()
-        if self.logger is not None:
-            self.logger.close()
+        self.core.close()
         return final
 
     def train_step(self) -> dict[str, float]:
@@ -232,7 +202,7 @@ class Trainer:
                 self.engine.backward(loss)
             sums += torch.stack([ce_sum.detach(), z_sum.detach()]).double().cpu()
 
-        lr = lr_at(self.step, self.cfg.optim.lr, self.cfg.train.max_steps, self.cfg.schedule)
+        lr = self.schedule(self.step)
         grad_norm = self.engine.step(lr)
         ce, z = (all_reduce(sums, d) / n_global).tolist()
         elapsed = time.perf_counter() - start
@@ -247,13 +217,14 @@ class Trainer:
             "mfu": tokens_per_s * self.flops_per_token / self.peak_flops,
             "epochs": max(self.sampler.epochs()),
             "step_time": elapsed,
+            **self.core.memory_metrics({"": self.engine}),
         }
 
     def _forward_loss(
         self, input_ids: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy and z-loss of one micro-batch (the part `train.compile` compiles)."""
-        with self._autocast():
+        with self.core.autocast():
             logits = self.engine.forward(input_ids)
         ce_sum, z_sum, _ = lm_loss(logits, labels)
         return ce_sum, z_sum
@@ -262,50 +233,30 @@ class Trainer:
         """Mean token loss on the fixed held-out chunks (no z-loss), shared across processes."""
         assert self.eval_set is not None
         batches = self.eval_set.batches(self.cfg.train.micro_batch_size, self.dist.rank, self.dist.world)
-        sums = heldout_sums(self.engine.module, batches, self.dist.device, self.autocast)
+        sums = heldout_sums(self.engine.module, batches, self.dist.device, self.core.autocast_dtype)
         ce, n = all_reduce(sums, self.dist).tolist()
         return {"eval_loss": ce / max(n, 1.0)}
-
-    def _autocast(self) -> Any:
-        if self.autocast is None:
-            return nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=self.autocast)
 
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
         cfg = self.cfg
-        name = checkpoint_name(self.step, self.step * self.tokens_per_step, cfg.stage, cfg.ingredient)
+        tokens = self.step * self.tokens_per_step
         state = {
-            "step": self.step,
-            "tokens": self.step * self.tokens_per_step,
             "stage": cfg.stage,
             "ingredient": cfg.ingredient,
             "global_batch_size": cfg.train.global_batch_size,
             "seq_len": cfg.data.seq_len,
             "sampler": self.sampler.state_dict(),
         }
-        return save_training_checkpoint(
-            self.ckpt_dir / name,
-            self.dist,
-            self.engine,
-            lambda out: save_model(self.engine.module, self.tokenizer, out),
-            state,
-        )
+        name = checkpoint_name(self.step, tokens, cfg.stage, cfg.ingredient)
+        writer = hf_writer(self.engine.module, self.tokenizer)
+        return self.core.save(self.step, tokens, {"": (self.engine, writer)}, state, name=name)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore optimizer (and, under DeepSpeed, module) state, step, data counters and RNG."""
-        state = read_training_state(path)
-        for key, now in (
-            ("global_batch_size", self.cfg.train.global_batch_size),
-            ("seq_len", self.cfg.data.seq_len),
-        ):
-            if state[key] != now:
-                raise CheckpointError(
-                    f"{path} was trained with {key} {state[key]}, the config says {now}: resuming would change the "
-                    "data order. Restore the value, or start a new run (--name) with init_from pointing here."
-                )
-        restore_training_state(path, state, self.dist, self.engine, self.cfg.train.deepspeed is not None)
+        expect = {"global_batch_size": self.cfg.train.global_batch_size, "seq_len": self.cfg.data.seq_len}
+        state = self.core.restore(path, {"": self.engine}, expect)
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
 
@@ -324,15 +275,17 @@ class Trainer:
             f"model: {describe(cfg.model)}",
             f"batch: {t.global_batch_size} × {cfg.data.seq_len} tokens = {self.tokens_per_step:,} per step "
             f"({self.dist.world} process(es) × {self.accumulation} micro-batch(es) of {t.micro_batch_size})",
-            f"precision: {'bf16 autocast' if self.autocast else 'fp32'} on {self.dist.device}; "
-            f"MFU against {self.peak_flops / 1e12:.3g} TFLOP/s ({'configured' if t.peak_tflops else 'measured'})",
+            f"{self.core.describe()}; MFU against {self.peak_flops / 1e12:.3g} TFLOP/s ({'configured' if t.peak_tflops else 'measured'})",
             f"run: {cfg.run_dir} — {t.max_steps} steps, {where}",
         ]
         for line in lines:
             print(line, file=sys.stderr)
 
     def write_samples(self) -> list[str]:
-        """Greedy continuations of `train.sample_prompts`, printed and saved to `samples.txt`."""
+        """Greedy continuations of `train.sample_prompts`, printed and saved to `samples.txt` (main
+        process). Under zero3/fsdp2 every process generates: each forward is a collective."""
+        if not (self.core.sharded or self.dist.is_main):
+            return []
         model = self.engine.module
         model.eval()
         texts = []
@@ -347,6 +300,8 @@ class Trainer:
                 )
                 texts.append(prompt + self.tokenizer.decode(out[0, ids.shape[1] :]))
         model.train()
+        if not self.dist.is_main:
+            return texts
         report = "\n\n".join(f"--- sample {i + 1}\n{text}" for i, text in enumerate(texts))
         (self.cfg.run_dir / "samples.txt").write_text(report + "\n")
         print(report, file=sys.stderr)

@@ -6,7 +6,7 @@ weight-sync folder touch it:
 
 - a folder with `config.json` and weights (`*.safetensors`, or `pytorch_model*.bin`) → that folder;
 - an rlvr run directory (or its `checkpoints/` folder) → its newest complete checkpoint: `stepN-tokensXB/`
-  of `rlvr sft|dpo|rm`, the `policy/` of `rlvr ppo`'s newest `stepN/` (a PPO `stepN/` folder → its `policy/`);
+  of `rlvr sft|dpo|rm`, the `policy/` of `rlvr ppo`'s newest checkpoint (a PPO checkpoint folder → its `policy/`);
 - a hub name `org/name` or `org/name@revision` that is not a local path → `huggingface_hub.snapshot_download`
   into the local Hugging Face cache (HF_HUB_CACHE / HF_HOME; with HF_HUB_OFFLINE=1 only the cache is read),
   config, tokenizer and safetensors files only (`.bin` weights only for a repo without safetensors).
@@ -54,8 +54,7 @@ HUB_BIN_FILES = ["pytorch_model*.bin"]
 HUB_SKIP = ["*/*"]
 
 _HUB_NAME = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
-_PPO_STEP = re.compile(r"^step\d+$")
-TRAINER_STATE = "trainer_state.json"  # base_model.checkpoint.STATE_FILE, without importing torch
+TRAINER_STATE = "trainer_state.json"  # rlvr.train.checkpoint.STATE_FILE, without importing torch
 
 
 class ModelPathError(ConfigError):
@@ -122,23 +121,16 @@ def _local_checkpoint(local: Path, text: str, what: str) -> tuple[Path, str]:
 
 
 def _newest_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest complete checkpoint in a run's `checkpoints/`: a stage's `stepN-tokensXB/` or the
-    `policy/` of a PPO run's `stepN/`; None when there is none."""
+    """The newest complete checkpoint in a run's `checkpoints/`: a stage's `stepN-tokensXB/`, or its
+    `policy/` for a PPO run; None when there is none."""
     if not ckpt_dir.is_dir():
         return None
-    from base_model.checkpoint import list_checkpoints
+    from rlvr.train.checkpoint import list_checkpoints
 
     found = list_checkpoints(ckpt_dir)
-    if found:
-        return found[-1]
-    ppo = [
-        p
-        for p in ckpt_dir.iterdir()
-        if _PPO_STEP.match(p.name) and (p / TRAINER_STATE).is_file() and _is_checkpoint(p / "policy")
-    ]
-    if ppo:
-        return max(ppo, key=lambda p: int(p.name.removeprefix("step"))) / "policy"
-    return None
+    if not found:
+        return None
+    return found[-1] / "policy" if _is_checkpoint(found[-1] / "policy") else found[-1]
 
 
 def _check_weights(folder: Path, shown: str, what: str) -> None:

@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "prefs": Command("on-policy preference pairs: sample, judge, pick chosen/rejected", "rlvr.prefs:main"),
     "verify": Command("score predictions with the verifiers", "rlvr.rewards.cli:main", 4),
     "pipeline": Command("every stage from one config (what make demo runs)", "rlvr.pipeline:main", 7),
+    "plan": Command("per-device memory of a config's layout, and the smallest that fits", "rlvr.plan:main"),
 }
 
 

@@ -97,6 +97,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return from_dict(cls, data, source=str(path) if path else "overrides")
 
 
+def with_overrides(cfg: T, overrides: Sequence[str], source: str = "overrides") -> T:
+    """`cfg` with `--key.sub=value` overrides applied on top, rebuilt from its fields (so validated
+    again): how a composed config takes a user's overrides last."""
+    return from_dict(type(cfg), merge(to_dict(cfg), parse_overrides(overrides)), source=source)
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config", prefix: str = "") -> T:
     """Build dataclass `cls` from a mapping, checking every key and value type."""
     if not isinstance(data, Mapping):

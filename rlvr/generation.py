@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rlvr.chat import render_chat
+from rlvr.train.precision import autocast as autocast_context
 
 
 @dataclass
@@ -88,7 +89,7 @@ def generate(
             chunk = order[start : start + batch_size]
             ids, mask = left_padded([encoded[i] for i in chunk], pad)
             width = ids.shape[1]
-            context = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
+            context = autocast_context(autocast, device)
             with context:
                 out = model.generate(
                     input_ids=ids.to(device),

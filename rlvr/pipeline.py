@@ -31,11 +31,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from rlvr.config import load_config
+from rlvr.config import load_config, with_overrides
 from rlvr.synth import SynthConfig, write_suite
 from rlvr.tracking import RunConfig, prepare_run_dir, read_metrics
+
+if TYPE_CHECKING:
+    from rlvr.algos.common import StageConfig
 
 
 @dataclass
@@ -201,22 +204,34 @@ def run_tokens(ctx: Context) -> dict[str, Any]:
     return {"dir": "tokens", "tokens": {name: record["tokens"] for name, record in files.items()}}
 
 
-def _pretrain_run(ctx: Context, stage: StageFile, name: str, extra: Sequence[str]) -> dict[str, Any]:
-    """One `rlvr pretrain` run with its paths pointed into the pipeline's run directory."""
+def _place(cfg: RunConfig, ctx: Context, name: str) -> None:
+    """A stage's run directory inside the pipeline's, the pipeline's seed and wandb setting."""
+    cfg.runs_root, cfg.name, cfg.seed = str(ctx.run_dir), name, ctx.cfg.seed
+    cfg.log.wandb = ctx.cfg.log.wandb
+
+
+def _pretrain_run(
+    ctx: Context, stage: StageFile, name: str, ingredient: tuple[int, Path] | None = None
+) -> dict[str, Any]:
+    """One `rlvr pretrain` run with its paths pointed into the pipeline's run directory; `ingredient`:
+    (its number, the stage-1 checkpoint) for an anneal run."""
     from base_model.config import PretrainConfig
     from base_model.trainer import pretrain
 
     tokens = ctx.path("tokens")
-    paths = [
-        f"--runs_root={ctx.run_dir}",
-        f"--name={name}",
-        f"--tokenizer={ctx.path('tokenizer')}",
-        f"--data.eval_paths=[{tokens / 'val' / 'pretrain.tokens.bin'}]",
-        f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
-    ]
-    cfg = load_config(PretrainConfig, stage.config, [*paths, *stage.overrides, *extra])
+    cfg = load_config(PretrainConfig, stage.config)
+    _place(cfg, ctx, name)
+    cfg.tokenizer = str(ctx.path("tokenizer"))
+    cfg.data.eval_paths = [str(tokens / "val" / "pretrain.tokens.bin")]
     for source in cfg.data.train:  # stage files name runs/tokens/X.tokens.bin; keep the file, move the folder
         source.paths = [str(tokens / Path(p).name) for p in source.paths]
+    if ingredient is not None:  # stage 2: one anneal ingredient from the stage-1 model
+        cfg.init_from, cfg.ingredient, cfg.seed = (
+            str(ingredient[1]),
+            ingredient[0],
+            ctx.cfg.seed + ingredient[0],
+        )
+    cfg = with_overrides(cfg, stage.overrides, f"{stage.config} + overrides")
     started = time.time()
     checkpoint = pretrain(cfg)
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
@@ -231,25 +246,20 @@ def _pretrain_run(ctx: Context, stage: StageFile, name: str, extra: Sequence[str
 
 
 def run_pretrain(ctx: Context) -> dict[str, Any]:
-    return _pretrain_run(ctx, ctx.cfg.pretrain, "pretrain", [f"--seed={ctx.cfg.seed}"])
+    return _pretrain_run(ctx, ctx.cfg.pretrain, "pretrain")
 
 
 def run_anneal(ctx: Context) -> dict[str, Any]:
     start = ctx.path(ctx.done["pretrain"]["checkpoint"])
     ingredients = [
-        _pretrain_run(
-            ctx,
-            ctx.cfg.anneal,
-            f"anneal-{i}",
-            [f"--init_from={start}", f"--ingredient={i}", f"--seed={ctx.cfg.seed + i}"],
-        )
+        _pretrain_run(ctx, ctx.cfg.anneal, f"anneal-{i}", (i, start))
         for i in range(1, ctx.cfg.anneal_ingredients + 1)
     ]
     return {"ingredients": ingredients}
 
 
 def run_soup(ctx: Context) -> dict[str, Any]:
-    from base_model.checkpoint import heldout_loss, soup
+    from base_model.soup import heldout_loss, soup
 
     ingredients = [ctx.path(r["checkpoint"]) for r in ctx.done["anneal"]["ingredients"]]
     base = ctx.path("base")
@@ -263,27 +273,24 @@ def run_soup(ctx: Context) -> dict[str, Any]:
     return {"checkpoint": "base", "heldout_loss": loss, **_evaluate_checkpoint(ctx, base)}
 
 
-def _stage_args(
+def _point_stage(
+    cfg: StageConfig,
     ctx: Context,
     name: str,
     init_from: str | Path,
     train: Sequence[Path] | None,
     eval_files: Sequence[str],
-) -> list[str]:
-    """Overrides pointing a post-training stage's paths into the pipeline's run directory, its training
-    data at `train` (None: the stage config's) and its held-out sets at the synthetic suite's (unless the
-    stage configs name the data)."""
-    data = ctx.path("data")
-    synthetic = ctx.cfg.data_source == "synthetic"
-    return [
-        f"--runs_root={ctx.run_dir}",
-        f"--name={name}",
-        f"--seed={ctx.cfg.seed}",
-        f"--init_from={init_from}",
-        *([f"--data.train=[{', '.join(map(str, train))}]"] if train is not None else []),
-        *(f"--eval.{split}={data / (split + '.jsonl')}" for split in eval_files if synthetic),
-        f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
-    ]
+) -> None:
+    """Points a post-training stage's config into the pipeline's run directory: its start, its training
+    data at `train` (None: the stage config's) and its held-out sets at the synthetic suite's (unless
+    the stage configs name the data)."""
+    _place(cfg, ctx, name)
+    cfg.init_from = str(init_from)
+    if train is not None:
+        cfg.data.train = [str(path) for path in train]
+    if ctx.cfg.data_source == "synthetic":
+        for split in eval_files:
+            setattr(cfg.eval, split, str(ctx.path("data", f"{split}.jsonl")))
 
 
 def _synthetic(ctx: Context, filename: str) -> list[Path] | None:
@@ -294,13 +301,14 @@ def _synthetic(ctx: Context, filename: str) -> list[Path] | None:
 def _evaluate_checkpoint(ctx: Context, checkpoint: Path) -> dict[str, Any]:
     """A policy checkpoint's held-out figures, measured as the SFT stage measures its own (the base and
     the PPO models have no such evaluation of their own, so every stage reads off one measure)."""
-    from base_model.perf import autocast_dtype
     from rlvr.algos.common import load_causal_lm, load_chat_tokenizer
     from rlvr.algos.evaluation import evaluate_policy
     from rlvr.algos.sft import SFTConfig
+    from rlvr.train.precision import autocast_dtype
 
-    extra = _stage_args(ctx, "eval", checkpoint, None, ["rlvr_test", "prefs_test"])
-    cfg = load_config(SFTConfig, ctx.cfg.sft.config, [*extra, *ctx.cfg.sft.overrides])
+    cfg = load_config(SFTConfig, ctx.cfg.sft.config)
+    _point_stage(cfg, ctx, "eval", checkpoint, None, ["rlvr_test", "prefs_test"])
+    cfg = with_overrides(cfg, ctx.cfg.sft.overrides)
     if not (cfg.eval.rlvr_test or cfg.eval.prefs_test):
         return {}  # the sft config names no held-out sets: nothing to measure
     model = load_causal_lm(str(checkpoint), cfg.train.attention)
@@ -316,9 +324,11 @@ def _post_train(
     init_from: str | Path,
     train: Sequence[Path] | None,
     eval_files: Sequence[str],
-    extra: Sequence[str] = (),
+    all_rows: bool = False,
 ) -> dict[str, Any]:
-    """One `rlvr sft|dpo|rm` run inside the pipeline's run directory; its checkpoint and held-out figures."""
+    """One `rlvr sft|dpo|rm` run inside the pipeline's run directory; its checkpoint and held-out
+    figures. `all_rows`: train on every row of `train` (the stage config's `data.limit` sizes its own
+    data, not a file the pipeline made)."""
     from rlvr.algos import dpo, reward_model, sft
     from rlvr.algos.common import run_stage
 
@@ -328,8 +338,11 @@ def _post_train(
         "rm": (reward_model.RewardModelConfig, reward_model.RewardModelTrainer),
     }[stage]
     stage_file: StageFile = getattr(ctx.cfg, stage)
-    args = _stage_args(ctx, stage, init_from, train, eval_files)
-    cfg = load_config(config_cls, stage_file.config, [*args, *extra, *stage_file.overrides])
+    cfg = load_config(config_cls, stage_file.config)
+    _point_stage(cfg, ctx, stage, init_from, train, eval_files)
+    if all_rows:
+        cfg.data.limit = None
+    cfg = with_overrides(cfg, stage_file.overrides, f"{stage_file.config} + overrides")
     result = run_stage(trainer_cls, cfg)
     figures = {k: v for k, v in result.evaluation.items() if k != "step"}
     return {"checkpoint": str(result.checkpoint.relative_to(ctx.run_dir)), "steps": result.steps, **figures}
@@ -394,8 +407,7 @@ def run_dpo(ctx: Context) -> dict[str, Any]:
     evals = ["rlvr_test", "prefs_test"]
     if not ctx.cfg.dpo_data.on_policy:
         return _post_train(ctx, "dpo", sft, _synthetic(ctx, "prefs_train.jsonl"), evals)
-    # every pair the mix holds (the DPO config's data.limit sizes its own data, not this file)
-    return _post_train(ctx, "dpo", sft, [_dpo_pairs(ctx)], evals, ["--data.limit=null"])
+    return _post_train(ctx, "dpo", sft, [_dpo_pairs(ctx)], evals, all_rows=True)
 
 
 def run_rm(ctx: Context) -> dict[str, Any]:
@@ -414,18 +426,14 @@ def run_ppo(ctx: Context) -> dict[str, Any]:
     from rlvr.algos.ppo.config import PPOConfig
     from rlvr.algos.ppo.trainer import train
 
-    extra = [
-        f"--runs_root={ctx.run_dir}",
-        "--name=ppo",
-        f"--seed={ctx.cfg.seed}",
-        f"--policy={ctx.path(ctx.done['dpo']['checkpoint'])}",
-        f"--reward_model={ctx.path(ctx.done['rm']['checkpoint'])}",
-        f"--log.wandb={str(ctx.cfg.log.wandb).lower()}",
-    ]
+    cfg = load_config(PPOConfig, ctx.cfg.ppo.config)
+    _place(cfg, ctx, "ppo")
+    cfg.policy = str(ctx.path(ctx.done["dpo"]["checkpoint"]))
+    cfg.reward_model = str(ctx.path(ctx.done["rm"]["checkpoint"]))
     if ctx.cfg.data_source == "synthetic":
         # no test prompts: the policy is measured below, on the same prompts and settings as every other stage
-        extra += [f"--data.train=[{ctx.path('data', 'rlvr_train.jsonl')}]", "--data.test=[]"]
-    cfg = load_config(PPOConfig, ctx.cfg.ppo.config, [*extra, *ctx.cfg.ppo.overrides])
+        cfg.data.train, cfg.data.test = [str(ctx.path("data", "rlvr_train.jsonl"))], []
+    cfg = with_overrides(cfg, ctx.cfg.ppo.overrides, f"{ctx.cfg.ppo.config} + overrides")
     policy = train(cfg) / "policy"
     metrics = read_metrics(cfg.run_dir / "metrics.jsonl")
     return {

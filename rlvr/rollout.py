@@ -26,7 +26,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +33,8 @@ from typing import Any, Protocol
 import torch
 
 from rlvr.generation import left_padded, sampling_kwargs
+from rlvr.logprobs import token_logprobs
+from rlvr.train.precision import autocast as autocast_context
 
 
 class SyncError(RuntimeError):
@@ -75,8 +76,7 @@ def trainer_logprobs(model: torch.nn.Module, token_ids: list[int]) -> list[float
     with torch.no_grad():
         logits = model(ids).logits.float()
     model.train(was_training)
-    logp = torch.log_softmax(logits[0, :-1], dim=-1)
-    return logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1).tolist()
+    return token_logprobs(logits[0, :-1], ids[0, 1:]).tolist()
 
 
 def max_abs_gap(a: Sequence[float], b: Sequence[float]) -> float:
@@ -118,7 +118,7 @@ class HFEngine:
         sampling = sampling_kwargs(temperature)
         was_training = model.training
         model.eval()
-        context = torch.autocast(device.type, dtype=self.autocast) if self.autocast else nullcontext()
+        context = autocast_context(self.autocast, device)
         with torch.no_grad(), torch.random.fork_rng(devices=[]), context:
             torch.manual_seed(seed)
             out = model.generate(
@@ -134,8 +134,7 @@ class HFEngine:
         model.train(was_training)
         generated = out.sequences[:, width:]
         # `scores` are the processed (temperature-scaled) logits of each step
-        step_logp = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], dim=1)
-        token_logp = step_logp.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+        token_logp = token_logprobs(torch.stack(out.scores, dim=1), generated)
         samples = []
         for row in range(len(flat)):
             tokens = generated[row].tolist()

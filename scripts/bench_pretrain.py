@@ -24,11 +24,11 @@ import torch
 from base_model.config import PretrainConfig
 from base_model.data import iter_texts, prepare_memmaps
 from base_model.model import PRESETS, num_params
-from base_model.perf import autocast_dtype, measure_matmul_peak
 from base_model.tokenizer import train_tokenizer
 from base_model.trainer import Trainer
 from rlvr.config import from_dict
 from rlvr.data import write_jsonl
+from rlvr.train.precision import autocast_dtype, measure_matmul_peak
 
 
 def make_corpus(work: Path, vocab_size: int) -> None:

@@ -57,7 +57,6 @@ from typing import Any
 
 import torch
 
-from base_model.checkpoint import save_model
 from base_model.data import iter_texts
 from base_model.model import ModelConfig, build_model, describe
 from base_model.tokenizer import train_tokenizer
@@ -69,6 +68,7 @@ from rlvr.generation import chat_prompt
 from rlvr.rewards import BatchScorer
 from rlvr.rollout import Engine, HFEngine
 from rlvr.synth import SynthConfig, write_suite
+from rlvr.train.checkpoint import save_model
 
 MODEL = ModelConfig(d_model=384, n_layers=6, n_heads=6, mlp_hidden=1024, vocab_size=1024, max_seq_len=512)
 LR = 1e-6

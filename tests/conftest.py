@@ -37,9 +37,9 @@ TINY_MODEL = {
 def make_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Sequence[str]], Path]:
     """`make_tiny_checkpoint(texts)`: a random tiny OLMo 2 with a tokenizer trained on `texts`, saved as
     a Hugging Face checkpoint that transformers and vLLM load."""
-    from base_model.checkpoint import save_model
     from base_model.model import ModelConfig, build_model
     from base_model.tokenizer import load_tokenizer, train_tokenizer
+    from rlvr.train.checkpoint import save_model
 
     def make(texts: Sequence[str]) -> Path:
         config = ModelConfig(**TINY_MODEL)

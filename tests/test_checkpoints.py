@@ -91,11 +91,11 @@ def test_local_folders_and_run_directories(lm: Path, rm: Path, tmp_path: Path) -
     assert resolve_model(run / "checkpoints") == run / "checkpoints" / "step12-tokens0B"
     ppo = tmp_path / "runs" / "ppo" / "checkpoints"
     for step in (5, 10):
-        shutil.copytree(lm, ppo / f"step{step}" / "policy")
-        shutil.copytree(rm, ppo / f"step{step}" / "value")
-        (ppo / f"step{step}" / "trainer_state.json").write_text("{}")
-    assert resolve_model(ppo.parent, "causal_lm") == ppo / "step10" / "policy"
-    assert resolve_model(ppo / "step5") == ppo / "step5" / "policy"
+        shutil.copytree(lm, ppo / f"step{step}-tokens0B" / "policy")
+        shutil.copytree(rm, ppo / f"step{step}-tokens0B" / "value")
+        (ppo / f"step{step}-tokens0B" / "trainer_state.json").write_text("{}")
+    assert resolve_model(ppo.parent, "causal_lm") == ppo / "step10-tokens0B" / "policy"
+    assert resolve_model(ppo / "step5-tokens0B") == ppo / "step5-tokens0B" / "policy"
 
 
 def test_hub_names_come_from_the_offline_cache(hub_cache: Path) -> None:

@@ -120,3 +120,24 @@ class PresetConfig(RunConfig):
 def test_a_partial_section_keeps_the_fields_own_defaults(tmp_path):
     cfg = load_config(PresetConfig, write(tmp_path, "optim:\n  betas: [0.9, 0.99]\n"), ["--optim.lr=1e-5"])
     assert cfg.optim == OptimConfig(lr=1e-5, betas=(0.9, 0.99), schedule="linear")
+
+
+def test_with_overrides_applies_on_top_of_a_composed_config() -> None:
+    from rlvr.config import with_overrides
+
+    @dataclass
+    class Inner:
+        lr: float = 1e-3
+        files: list[str] = field(default_factory=list)
+
+    @dataclass
+    class Outer:
+        name: str = "a"
+        inner: Inner = field(default_factory=Inner)
+
+    cfg = Outer()
+    cfg.inner.files = ["x.jsonl"]  # set by code, as the pipeline does
+    out = with_overrides(cfg, ["--inner.lr=5e-6", "--name=b"])
+    assert out == Outer(name="b", inner=Inner(lr=5e-6, files=["x.jsonl"]))
+    with pytest.raises(ConfigError, match=r"inner\.lrr"):
+        with_overrides(cfg, ["--inner.lrr=1"])

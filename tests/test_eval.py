@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from base_model.checkpoint import save_model
 from rlvr.config import ConfigError, load_config
 from rlvr.data import DataError, write_jsonl
 from rlvr.eval import (
@@ -30,6 +29,7 @@ from rlvr.eval import (
     summarize,
 )
 from rlvr.rewards import score_row
+from rlvr.train.checkpoint import save_model
 
 TEXTS = [
     "Sam has 12 cards. He buys 3 more. How many cards does Sam have? Sam has 15 cards. #### 15",

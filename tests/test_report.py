@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from rlvr.config import ConfigError, load_config
-from rlvr.pipeline import Context, PipelineConfig, _stage_args, _synthetic, run_pipeline
+from rlvr.pipeline import Context, PipelineConfig, _point_stage, _synthetic, run_pipeline
 from rlvr.pipeline import main as pipeline_main
 from rlvr.report import count_parameters, summarize, write_report
 
@@ -299,7 +299,7 @@ def test_real_scale_presets_load_with_their_stage_configs(size: str, tmp_path: P
         "rm": load_config(RewardModelConfig, ROOT / cfg.rm.config, cfg.rm.overrides),
     }
     for stage in stages.values():
-        assert stage.train.deepspeed == "configs/deepspeed/zero2.json"
+        assert stage.train.sharding == "fsdp2"
         assert all(not Path(source).suffix for source in stage.data.train)  # hub datasets, not files
     mix = f"allenai/olmo-2-1124-{size}-preference-mix"
     assert stages["dpo"].data.train == [mix] and stages["rm"].data.train == [mix]
@@ -308,9 +308,11 @@ def test_real_scale_presets_load_with_their_stage_configs(size: str, tmp_path: P
     assert ppo.data.train == ["allenai/RLVR-GSM-MATH-IF-Mixed-Constraints"] and ppo.rollout.backend == "vllm"
     # the pipeline keeps each stage's own data: it only points paths and the start model
     ctx = Context(cfg, tmp_path, {})
-    args = _stage_args(ctx, "sft", cfg.base, _synthetic(ctx, "sft_train.jsonl"), ["rlvr_test"])
-    assert f"--init_from={cfg.base}" in args
-    assert not any(a.startswith(("--data.", "--eval.")) for a in args)
+    sft = load_config(SFTConfig, ROOT / cfg.sft.config)
+    data, evals = sft.data.train, (sft.eval.rlvr_test, sft.eval.prefs_test)
+    _point_stage(sft, ctx, "sft", cfg.base, _synthetic(ctx, "sft_train.jsonl"), ["rlvr_test"])
+    assert sft.init_from == cfg.base and sft.run_dir == tmp_path / "sft"
+    assert sft.data.train == data and (sft.eval.rlvr_test, sft.eval.prefs_test) == evals
 
 
 def test_pipeline_config_rejects_stages_a_given_base_makes_moot() -> None:

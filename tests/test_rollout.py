@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from base_model.tokenizer import load_tokenizer
-from rlvr.algos.ppo.losses import token_logprobs
+from rlvr.logprobs import token_logprobs
 from rlvr.rollout import HFEngine, SyncError, max_abs_gap, verify_sync
 
 TEXTS = ["Sam has 12 cards. He sells 1. #### 11", "The quick brown fox jumps over the lazy dog."] * 20

@@ -7,9 +7,8 @@ a truncation that cuts from the end whatever it hits (template markers included)
 `RewardTrainer` that filters over-long pairs away without counting them. Its checkpoints resume
 through `transformers.Trainer`, which keeps neither our run directory (config.yaml, metrics.jsonl)
 nor a reference-log-prob cache that survives a restart. The three stages differ only in how a
-micro-batch turns into a loss, so one small loop carries them all, built from the pretrainer's
-pieces: `base_model.optim` (AdamW groups, schedules), `base_model.distributed` (plain PyTorch/DDP
-or DeepSpeed ZeRO engines) and `base_model.checkpoint` (Hugging Face checkpoints, OLMo names).
+micro-batch turns into a loss, so one small loop carries them all over the training core
+(`rlvr.train`: process group, precision, sharded engines, schedule, run directory, checkpoints).
 
 One optimizer step consumes `train.batch_size` examples (sequences for SFT, pairs for DPO/RM),
 split over processes and then into micro-batches. A micro-batch's loss is its summed loss divided
@@ -25,7 +24,6 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -33,31 +31,8 @@ from typing import Any, Generic, Literal, TypeVar
 import numpy as np
 import torch
 
-from base_model.checkpoint import (
-    CheckpointError,
-    checkpoint_name,
-    list_checkpoints,
-    read_state_dict,
-    read_training_state,
-    restore_training_state,
-    save_model,
-    save_training_checkpoint,
-)
-from base_model.config import DistributedConfig, ScheduleConfig
-from base_model.distributed import (
-    Dist,
-    Engine,
-    all_reduce,
-    barrier,
-    build_engine,
-    fit_then_leave,
-    init_distributed,
-)
-from base_model.optim import build_optimizer, lr_at
-from base_model.perf import autocast_dtype
 from base_model.tokenizer import load_tokenizer
 from rlvr.algos.encoding import (
-    IGNORE_INDEX,
     EncodedPair,
     EncodeReport,
     Overlong,
@@ -68,15 +43,14 @@ from rlvr.algos.encoding import (
 from rlvr.algos.lora import LoraConfig, load_adapter, save_lora_checkpoint, wrap_lora
 from rlvr.chat import CHAT_TEMPLATE, EOS_TOKEN, PAD_TOKEN
 from rlvr.checkpoints import Expect, resolve_model
+from rlvr.config import ConfigError
 from rlvr.data import Kind, load_rows
-from rlvr.tracking import (
-    MetricsLogger,
-    RunConfig,
-    format_metrics,
-    prepare_run_dir,
-    progress,
-    truncate_metrics,
-)
+from rlvr.tracking import RunConfig, format_metrics, progress
+from rlvr.train.checkpoint import read_state_dict
+from rlvr.train.config import CoreConfig
+from rlvr.train.core import Schedule, TrainCore, epoch_permutation, hf_writer
+from rlvr.train.distributed import all_reduce, barrier, fit_then_leave
+from rlvr.train.engines import Engine
 
 ExampleT = TypeVar("ExampleT")
 
@@ -101,7 +75,7 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig(DistributedConfig):
+class TrainConfig(CoreConfig):
     epochs: float = 1.0
     max_steps: int | None = None
     """Cap on optimizer steps (None: `epochs` decides); the schedule spans the capped run."""
@@ -109,13 +83,6 @@ class TrainConfig(DistributedConfig):
     """Examples per optimizer step, over all processes: sequences (SFT) or pairs (DPO, RM)."""
     micro_batch_size: int = 8
     """Examples per forward pass per process (a DPO/RM pair is two sequences)."""
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    """auto: bf16 autocast where the hardware has it; weights and optimizer state stay fp32."""
-    attention: Literal["sdpa", "eager"] = "sdpa"
-    save_every: int = 500
-    """Checkpoint interval in steps; the last step is always saved."""
-    resume: bool = True
-    """Continue from the newest checkpoint in the run directory if there is one."""
 
 
 @dataclass
@@ -172,21 +139,6 @@ class StageResult:
     steps: int
     evaluation: dict[str, Any]
     """The final held-out figures (`eval.json`)."""
-
-
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probabilities of the labels, `(logps, mask)`, both `(batch, seq - 1)`.
-
-    Logits at position t score label t+1, in fp32; `logps` is 0 wherever `mask` is False. The
-    log-softmax is `logit[label] - logsumexp(logits)`, which never materialises the full
-    log-probability tensor.
-    """
-    logits = logits[:, :-1].float()
-    targets = labels[:, 1:]
-    mask = targets != IGNORE_INDEX
-    picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    logps = (picked - torch.logsumexp(logits, dim=-1)) * mask
-    return logps, mask
 
 
 def load_chat_tokenizer(path: str) -> Any:
@@ -260,9 +212,11 @@ class PostTrainer(Generic[ExampleT]):
         # first, so a wrong path fails in a second, before data and model loading
         cfg.init_from = str(resolve_model(cfg.init_from, self.init_expect, "init_from"))
         self.cfg = cfg
-        self.dist: Dist = init_distributed(cfg.train.dist_backend, deepspeed=cfg.train.deepspeed is not None)
+        if cfg.lora.enabled and cfg.train.sharding in ("zero3", "fsdp2"):
+            raise ConfigError(f"lora trains with train.sharding ddp or zero2, not {cfg.train.sharding}")
+        self.core = TrainCore(cfg, cfg.train)
+        self.dist = self.core.dist
         self.accumulation = self._check_batch_sizes()
-        self.ckpt_dir = cfg.run_dir / "checkpoints"
         self.tokenizer = load_chat_tokenizer(cfg.tokenizer or cfg.init_from)
         self.examples, self.data_report = self.load_examples()
         if not self.examples:
@@ -271,39 +225,35 @@ class PostTrainer(Generic[ExampleT]):
         self.max_steps = max(1, math.ceil(cfg.train.epochs * self.steps_per_epoch))
         if cfg.train.max_steps is not None:
             self.max_steps = min(self.max_steps, cfg.train.max_steps)
-        self.schedule = ScheduleConfig(
-            kind=cfg.optim.schedule,
-            warmup_steps=round(cfg.optim.warmup_ratio * self.max_steps),
-            final_lr_ratio=cfg.optim.final_lr_ratio,
+        o = cfg.optim
+        self.schedule = Schedule(
+            o.lr, self.max_steps, o.schedule, o.warmup_ratio, final_lr_ratio=o.final_lr_ratio
         )
         self.step = 0
         self.tokens = 0
         self._order_cache: tuple[int, np.ndarray] | None = None
-        self.autocast = autocast_dtype(cfg.train.precision, self.dist.device)
 
-        checkpoints = list_checkpoints(self.ckpt_dir) if cfg.train.resume else []
-        self.resumed_from = checkpoints[-1] if checkpoints else None
+        self.resumed_from = self.core.resumed_from
         torch.manual_seed(cfg.seed)
         model = self.load_model()
         if cfg.lora.enabled:
             model = wrap_lora(model, cfg.lora, self.lora_modules_to_save)
-        self.prepare(model)
-        if self.resumed_from is not None and cfg.train.deepspeed is None:
-            self._load_weights(model, self.resumed_from)
-        model.to(self.dist.device).train()
-        self.engine: Engine = self._build_engine(model)
+        if not self.core.sharded:  # the sharded engines move each shard to the device themselves
+            model.to(self.dist.device)
+        model.train()
+        self.engine: Engine = self.core.build_engine(
+            model, o, cfg.train.micro_batch_size, self.accumulation, o.grad_clip
+        )
+        self.prepare()
         if self.resumed_from is not None:
+            if not cfg.train.uses_deepspeed:  # DeepSpeed restores the module with its own state
+                self._load_weights(self.resumed_from)
             self.load_checkpoint(self.resumed_from)
-
-        self.logger: MetricsLogger | None = None
         if self.dist.is_main:
-            prepare_run_dir(cfg)
+            self.core.open_run(self.step)
             (cfg.run_dir / "data_report.json").write_text(
                 json.dumps(self.data_report.as_dict(), indent=2) + "\n"
             )
-            if self.resumed_from is not None:
-                truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
-            self.logger = MetricsLogger(cfg.run_dir, cfg, resume=self.resumed_from is not None)
 
     # ------------------------------------------------------------------ hooks
 
@@ -316,8 +266,9 @@ class PostTrainer(Generic[ExampleT]):
     def load_model(self) -> torch.nn.Module:
         raise NotImplementedError
 
-    def prepare(self, model: torch.nn.Module) -> None:
-        """Runs on the starting weights, before a resumed checkpoint's weights replace them."""
+    def prepare(self) -> None:
+        """Runs on the engine with the starting weights, before a resumed checkpoint's weights replace
+        them (DPO caches the reference log-probs here). Every process calls it."""
 
     def loss_units(self, examples: Sequence[ExampleT]) -> float:
         """What the loss is averaged over in these examples (tokens, sequences or pairs)."""
@@ -331,8 +282,8 @@ class PostTrainer(Generic[ExampleT]):
         """Metrics of one step from the statistics summed over the global batch."""
         raise NotImplementedError
 
-    def evaluate(self) -> dict[str, Any]:
-        """Held-out figures of the current model (main process)."""
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Held-out figures of `model` — the current weights, whole (main process)."""
         return {}
 
     def example_tokens(self, example: ExampleT) -> int:
@@ -343,25 +294,31 @@ class PostTrainer(Generic[ExampleT]):
     def _check_batch_sizes(self) -> int:
         t, world = self.cfg.train, self.dist.world
         if t.batch_size % (t.micro_batch_size * world):
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size {t.batch_size} is not a multiple of micro_batch_size {t.micro_batch_size} "
                 f"× {world} process(es); change one of them"
             )
         return t.batch_size // (t.micro_batch_size * world)
 
-    def _load_weights(self, model: torch.nn.Module, path: Path) -> None:
+    def _load_weights(self, path: Path) -> None:
         if self.cfg.lora.enabled:
-            load_adapter(model, path)
+            load_adapter(self.engine.module, path)
             return
-        model.load_state_dict(read_state_dict(path), strict=True)
+        self.engine.load_full_state_dict(read_state_dict(path))
 
-    def _build_engine(self, model: torch.nn.Module) -> Engine:
-        t, optim = self.cfg.train, self.cfg.optim
-        # base_model's AdamW groups (no decay on embeddings) read the same fields from this config.
-        optimizer = build_optimizer(model, optim)
-        return build_engine(
-            model, optimizer, t.deepspeed, t.micro_batch_size, self.accumulation, optim.grad_clip, self.dist
-        )
+    def whole_model(self) -> torch.nn.Module | None:
+        """The current weights as one unsharded model on the main process (None elsewhere): the
+        trained module itself, or under zero3/fsdp2 a copy built from the gathered shards (every
+        process must call this)."""
+        if not self.core.sharded:
+            return self.engine.module if self.dist.is_main else None
+        full = self.engine.full_state_dict()
+        if not self.dist.is_main:
+            return None
+        assert full is not None
+        model = self.load_model()
+        model.load_state_dict(full)
+        return model.to(self.dist.device)
 
     # ------------------------------------------------------------------ data order
 
@@ -369,7 +326,7 @@ class PostTrainer(Generic[ExampleT]):
         """A seeded permutation of the examples, repeated cyclically to whole batches (no example is
         dropped; the last batch of an epoch re-uses a few from its start)."""
         if self._order_cache is None or self._order_cache[0] != epoch:
-            perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.examples))
+            perm = epoch_permutation(self.cfg.seed, epoch, len(self.examples))
             self._order_cache = (epoch, np.resize(perm, self.steps_per_epoch * self.cfg.train.batch_size))
         return self._order_cache[1]
 
@@ -403,14 +360,12 @@ class PostTrainer(Generic[ExampleT]):
         for _ in steps:
             metrics = self.train_step()
             self.step += 1
-            if self.logger is not None:
-                self.logger.log(self.step, metrics)
+            self.core.log(self.step, metrics)
             if self.step % t.save_every == 0 or self.step == self.max_steps:
                 last_saved = self.save_checkpoint()
         assert last_saved is not None
         evaluation = self._final_evaluation()
-        if self.logger is not None:
-            self.logger.close()
+        self.core.close()
         return StageResult(last_saved, self.step, evaluation)
 
     def train_step(self) -> dict[str, float]:
@@ -422,16 +377,16 @@ class PostTrainer(Generic[ExampleT]):
         units = float(
             all_reduce(torch.tensor(self.loss_units([e for micro in micro_batches for e in micro])), d)
         )
-        scale = d.world / max(units, 1e-12)  # DDP/DeepSpeed average over processes; see distributed.py
+        scale = d.world / max(units, 1e-12)  # the engines average over processes (rlvr.train.engines)
         sums: dict[str, float] = {}
         for i, micro in enumerate(micro_batches):
             with self.engine.micro_context(last=i == len(micro_batches) - 1):
-                with self._autocast():
+                with self.core.autocast():
                     loss_sum, stats = self.micro_loss(micro)
                 self.engine.backward(loss_sum * scale)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
-        lr = lr_at(self.step, self.cfg.optim.lr, self.max_steps, self.schedule)
+        lr = self.schedule(self.step)
         grad_norm = self.engine.step(lr)
         keys = sorted(sums)
         totals = all_reduce(torch.tensor([sums[k] for k in keys], dtype=torch.float64), d).tolist()
@@ -447,12 +402,8 @@ class PostTrainer(Generic[ExampleT]):
             "tokens_per_s": step_tokens / elapsed,
             "epoch": (self.step + 1) / self.steps_per_epoch,
             "step_time": elapsed,
+            **self.core.memory_metrics({"": self.engine}),
         }
-
-    def _autocast(self) -> Any:
-        if self.autocast is None:
-            return nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=self.autocast)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -466,11 +417,12 @@ class PostTrainer(Generic[ExampleT]):
         return self._log_evaluation(self.step, prefix="eval")
 
     def _log_evaluation(self, step: int, prefix: str) -> dict[str, Any]:
-        if not self.dist.is_main:
+        model = self.whole_model()
+        if model is None:
             barrier(self.dist)
             return {}
         with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
-            figures = self.evaluate()
+            figures = self.evaluate(model)
         if not figures:  # no held-out files configured
             barrier(self.dist)
             return {}
@@ -480,8 +432,7 @@ class PostTrainer(Generic[ExampleT]):
             f"{format_metrics(_flatten(figures))}",
             file=sys.stderr,
         )
-        assert self.logger is not None
-        self.logger.log(step, flat, echo=False)
+        self.core.log(step, flat, echo=False)
         record = {"step": step, **figures}
         if prefix == "eval":
             (self.cfg.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -491,38 +442,28 @@ class PostTrainer(Generic[ExampleT]):
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
-        def write_model(out: Path) -> None:
-            save = save_lora_checkpoint if self.cfg.lora.enabled else save_model
-            save(self.engine.module, self.tokenizer, out)
-
+        if self.cfg.lora.enabled:
+            writer = lambda out, _: save_lora_checkpoint(self.engine.module, self.tokenizer, out)  # noqa: E731
+        else:
+            writer = hf_writer(self.engine.module, self.tokenizer)
         state = {
             "stage": self.stage,
-            "step": self.step,
-            "tokens": self.tokens,
             "max_steps": self.max_steps,
             "examples": len(self.examples),
             "batch_size": self.cfg.train.batch_size,
         }
-        final = self.ckpt_dir / checkpoint_name(self.step, self.tokens)
-        return save_training_checkpoint(final, self.dist, self.engine, write_model, state)
+        return self.core.save(self.step, self.tokens, {"": (self.engine, writer)}, state)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore optimizer (and, under DeepSpeed, module) state, step, token count and RNG."""
-        state = read_training_state(path)
-        now = {"examples": len(self.examples), "batch_size": self.cfg.train.batch_size}
-        for key, value in now.items():
-            if state.get(key) != value:
-                raise CheckpointError(
-                    f"{path} was trained with {key} {state.get(key)}, this run has {value}: resuming would change "
-                    "the data order. Restore the setting, or start a new run (--name)."
-                )
+        expect = {"examples": len(self.examples), "batch_size": self.cfg.train.batch_size}
+        state = self.core.restore(path, {"": self.engine}, expect)
         if state["max_steps"] != self.max_steps and self.dist.is_main:
             print(
                 f"warning: {path} was part of a {state['max_steps']}-step run, this one has {self.max_steps} "
                 "steps: the learning-rate schedule continues on the new length",
                 file=sys.stderr,
             )
-        restore_training_state(path, state, self.dist, self.engine, self.cfg.train.deepspeed is not None)
         self.step, self.tokens = state["step"], state["tokens"]
 
     # ------------------------------------------------------------------ reporting
@@ -541,7 +482,7 @@ class PostTrainer(Generic[ExampleT]):
             f"{self.stage}: {len(self.examples):,} examples, {self.steps_per_epoch:,} steps per epoch, "
             f"{self.max_steps:,} steps (warmup {self.schedule.warmup_steps})",
             f"batch: {t.batch_size} = {self.dist.world} process(es) × {self.accumulation} micro-batch(es) of "
-            f"{t.micro_batch_size}; precision {'bf16 autocast' if self.autocast else 'fp32'} on {self.dist.device}",
+            f"{t.micro_batch_size}; {self.core.describe()}",
             f"run: {cfg.run_dir} — {where}",
         ]
         for line in lines:

@@ -21,6 +21,7 @@ reward beats the rejected one.
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,10 @@ import torch.nn.functional as F
 
 from rlvr.algos.common import StageConfig, load_causal_lm, load_pairs, stage_main
 from rlvr.algos.encoding import EncodedPair, EncodeReport
-from rlvr.algos.evaluation import PolicyTrainer, pair_batch, pair_logps, sequence_logps
+from rlvr.algos.evaluation import PolicyTrainer, pair_batch, pair_logps
+from rlvr.logprobs import sequence_logps
 from rlvr.tracking import progress
+from rlvr.train.distributed import all_reduce
 
 LossType = Literal["dpo_norm", "dpo", "ipo", "simpo"]
 REFERENCE_FILE = "reference_logps.pt"
@@ -159,9 +162,9 @@ class DPOTrainer(PolicyTrainer[EncodedPair]):
     def load_model(self) -> torch.nn.Module:
         return load_causal_lm(self.cfg.init_from, self.cfg.train.attention)
 
-    def prepare(self, model: torch.nn.Module) -> None:
+    def prepare(self) -> None:
         if self.cfg.dpo.loss_type != "simpo":
-            self.reference = self._reference_logps(model)
+            self.reference = self._reference_logps()
 
     def _fingerprint(self) -> str:
         """The starting checkpoint's weights (file names, sizes, times) and every encoded token."""
@@ -173,11 +176,12 @@ class DPOTrainer(PolicyTrainer[EncodedPair]):
             digest.update(repr((pair.chosen.input_ids, pair.chosen.labels, pair.rejected.labels)).encode())
         return digest.hexdigest()[:24]
 
-    def _reference_logps(self, model: torch.nn.Module) -> torch.Tensor:
-        """Load the cache if it belongs to this run's start and data; else compute it (on the starting
-        weights: this runs before a resumed checkpoint's weights are loaded) and save it."""
-        from base_model.distributed import all_reduce
-
+    @torch.no_grad()
+    def _reference_logps(self) -> torch.Tensor:
+        """Load the cache if it belongs to this run's start and data; else compute it with the engine
+        (on the starting weights: this runs before a resumed checkpoint's weights are loaded) and save it.
+        Each process scores every world-th pair; all run the same number of forwards (a sharded
+        engine's forward is a collective), the last one padded where a process has fewer pairs."""
         path = self.cfg.run_dir / REFERENCE_FILE
         fingerprint = self._fingerprint()
         if path.is_file():
@@ -186,26 +190,19 @@ class DPOTrainer(PolicyTrainer[EncodedPair]):
                 return cached["logps"]
         d = self.dist
         mine = self.examples[d.rank :: d.world]
-        model.to(d.device).eval()
         batch = self.cfg.dpo.reference_batch_size
-        chunks = progress(
-            range(0, len(mine), batch),
-            total=-(-len(mine) // batch),
-            desc="reference log-probs",
-            enabled=self.cfg.log.progress and d.is_main,
-        )
-        rows = [
-            pair_logps(
-                lambda ids: model(input_ids=ids, use_cache=False).logits,
-                mine[start : start + batch],
-                self.tokenizer.pad_token_id,
-                batch,
-                d.device,
-                self.autocast,
-            )
-            for start in chunks
-        ]
-        model.train()
+        forwards = -(-math.ceil(len(self.examples) / d.world) // batch)
+        module = self.engine.module
+        module.eval()
+        chunks = progress(range(forwards), total=forwards, desc="reference log-probs",
+                          enabled=self.cfg.log.progress and d.is_main)  # fmt: skip
+        rows = []
+        for k in chunks:
+            pairs = mine[k * batch : (k + 1) * batch]
+            logps = pair_logps(self.engine.forward, pairs or self.examples[:1], self.tokenizer.pad_token_id,
+                               batch, d.device, self.core.autocast_dtype)  # fmt: skip
+            rows.append(logps[: len(pairs)])
+        module.train()
         logps = torch.zeros(len(self.examples), 4, dtype=torch.float64)
         logps[d.rank :: d.world] = torch.cat(rows)
         logps = all_reduce(logps, d)

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import torch
 
 from rlvr.chat import render_segments
+from rlvr.logprobs import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 Overlong = Literal["truncate", "skip"]
 
 

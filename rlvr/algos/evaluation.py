@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlvr.algos.common import EvalConfig, ExampleT, PostTrainer, token_logprobs
+from rlvr.algos.common import EvalConfig, ExampleT, PostTrainer
 from rlvr.algos.encoding import EncodedPair, encode_pairs, pad_right
 from rlvr.data import load_rows
 from rlvr.generation import chat_prompt, generate
+from rlvr.logprobs import sequence_logps
+from rlvr.train.precision import autocast as autocast_context
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-
-
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probability of each row's labels and how many labels it has: `(sums, counts)`."""
-    logps, mask = token_logprobs(logits, labels)
-    return logps.sum(dim=1), mask.sum(dim=1)
 
 
 def pair_batch(pairs: Sequence[EncodedPair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +47,7 @@ def pair_logps(
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         ids, labels = pair_batch(chunk, pad_id)
-        context = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
+        context = autocast_context(autocast, device)
         with context:
             logits = forward(ids.to(device))
         sums, counts = sequence_logps(logits, labels.to(device))
@@ -179,12 +174,12 @@ def evaluate_policy(
 class PolicyTrainer(PostTrainer[ExampleT]):
     """A stage that trains the policy itself (SFT, DPO): its held-out figures are `evaluate_policy`'s."""
 
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         return evaluate_policy(
-            self.engine.module,
+            model,
             self.tokenizer,
             self.cfg.eval,
             self.cfg.data.max_length,
-            self.autocast,
+            self.core.autocast_dtype,
             out_dir=self.cfg.run_dir,
         )

@@ -56,6 +56,27 @@ def init_score_head(model: torch.nn.Module, seed: int) -> None:
     weight.copy_(torch.randn(weight.shape, generator=generator) * std)
 
 
+def load_score_model(source: str, attention: str, seed: int, new_head: bool | None = None) -> torch.nn.Module:
+    """A checkpoint as an fp32 sequence-classification model with one output — the reward model, or
+    PPO's value model. `new_head`: initialise the score head (`init_score_head`) — None: only when
+    the checkpoint has none (a causal LM, whose LM head is dropped)."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "score.weight newly initialised" is the point, not a warning
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=1, dtype=torch.float32, attn_implementation=attention, output_loading_info=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = any(key.startswith("score.") for key in info["missing_keys"])
+    if new_head or (new_head is None and missing):
+        init_score_head(model, seed)
+    return model
+
+
 # ---------------------------------------------------------------------- trainer
 
 
@@ -71,24 +92,8 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
         return load_pairs(self.cfg.data, self.tokenizer)
 
     def load_model(self) -> torch.nn.Module:
-        from transformers import AutoModelForSequenceClassification
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # "score.weight newly initialised" is the point, not a warning
-        try:
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                self.cfg.init_from,
-                num_labels=1,
-                dtype=torch.float32,
-                attn_implementation=self.cfg.train.attention,
-                output_loading_info=True,
-            )
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        model = load_score_model(self.cfg.init_from, self.cfg.train.attention, self.cfg.seed)
         model.config.pad_token_id = self.tokenizer.pad_token_id  # the pooled position is found by this id
-        if any(key.startswith("score.") for key in info["missing_keys"]):  # a causal LM: the head is new
-            init_score_head(model, self.cfg.seed)
         return model
 
     def micro_loss(self, examples: Sequence[EncodedPair]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -123,7 +128,7 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
         }
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         e = self.cfg.eval
         if not e.prefs_test:
             return {}
@@ -134,17 +139,16 @@ class RewardModelTrainer(PostTrainer[EncodedPair]):
             "truncate",
             e.prefs_test,
         )
-        module = self.engine.module  # unwrapped: only the main process evaluates
 
         def forward(ids: torch.Tensor) -> torch.Tensor:
-            return module(input_ids=ids, use_cache=False).logits
+            return model(input_ids=ids, use_cache=False).logits
 
-        module.eval()
+        model.eval()
         rewards = []
         for start in range(0, len(pairs), e.batch_size):
-            with self._autocast():
+            with self.core.autocast():
                 rewards.append(torch.stack(self._rewards(pairs[start : start + e.batch_size], forward)).cpu())
-        module.train()
+        model.train()
         chosen, rejected = torch.cat(rewards, dim=1)
         return {
             **pairwise_figures(chosen, rejected),

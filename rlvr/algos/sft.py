@@ -29,10 +29,10 @@ from rlvr.algos.common import (
     load_causal_lm,
     load_training_rows,
     stage_main,
-    token_logprobs,
 )
 from rlvr.algos.encoding import IGNORE_INDEX, EncodedChat, EncodeReport, encode_sft, pack, pad_right
 from rlvr.algos.evaluation import PolicyTrainer
+from rlvr.logprobs import label_logprobs
 
 Reduction = Literal["sum", "mean"]
 
@@ -56,7 +56,7 @@ class SFTConfig(StageConfig):
 
 def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of the labels, summed over every label token of the batch."""
-    logps, _ = token_logprobs(logits, labels)
+    logps, _ = label_logprobs(logits, labels)
     return -logps.sum()
 
 

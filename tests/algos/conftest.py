@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from base_model.checkpoint import save_model
 from base_model.data import iter_texts
 from base_model.model import ModelConfig, build_model
 from base_model.tokenizer import load_tokenizer, train_tokenizer
 from rlvr.config import from_dict, merge
 from rlvr.synth import SynthConfig, write_suite
+from rlvr.train.checkpoint import save_model
 
 # Head size 32 (vLLM's CPU minimum), 2 layers: a forward pass over a batch takes milliseconds.
 TINY = {"d_model": 64, "n_layers": 2, "n_heads": 2, "mlp_hidden": 128, "vocab_size": 512, "max_seq_len": 256}

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from rlvr.algos.common import token_logprobs
 from rlvr.algos.dpo import chosen_nll, dpo_loss, ipo_loss, preference_loss, simpo_loss
 from rlvr.algos.encoding import IGNORE_INDEX
 from rlvr.algos.reward_model import bradley_terry_loss, init_score_head, pairwise_figures
 from rlvr.algos.sft import loss_units, sft_loss
+from rlvr.logprobs import label_logprobs
 
 X = IGNORE_INDEX
 LN2, LN3 = math.log(2.0), math.log(3.0)
@@ -39,7 +39,7 @@ LABELS = torch.tensor([[X, 0, 1], [X, 2, X]])
 
 
 def test_token_logprobs_pick_the_label_and_mask_the_rest() -> None:
-    logps, mask = token_logprobs(LOGITS, LABELS)
+    logps, mask = label_logprobs(LOGITS, LABELS)
     assert mask.tolist() == [[True, True], [True, False]]
     torch.testing.assert_close(logps, torch.tensor([[-LN2, -LN2], [-2 * LN2, 0.0]]))
 

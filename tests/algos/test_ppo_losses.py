@@ -14,10 +14,10 @@ from rlvr.algos.ppo.losses import (
     masked_whiten,
     policy_loss,
     sequence_rewards,
-    token_logprobs,
     token_rewards,
     value_loss,
 )
+from rlvr.logprobs import token_logprobs
 
 
 def t(values):

@@ -11,13 +11,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from base_model.checkpoint import checkpoint_step, list_checkpoints, read_state_dict
-from rlvr.algos.common import PostTrainer, run_stage
+from rlvr.algos.common import PostTrainer, load_causal_lm, run_stage
 from rlvr.algos.dpo import REFERENCE_FILE, DPOConfig, DPOTrainer
 from rlvr.algos.reward_model import RewardModelConfig, RewardModelTrainer
 from rlvr.algos.sft import SFTConfig, SFTTrainer
 from rlvr.chat import render_chat
 from rlvr.tracking import read_metrics
+from rlvr.train.checkpoint import checkpoint_step, list_checkpoints, read_state_dict
+from rlvr.train.engines import enable_activation_checkpointing
 
 StageCfg = Callable[..., Any]
 STAGES = {
@@ -80,6 +81,23 @@ def test_one_micro_batch_equals_four(stage: str, stage_cfg: StageCfg) -> None:
         assert [r[key] for r in curve_a] == pytest.approx([r[key] for r in curve_b], rel=1e-4, abs=1e-6), key
     for key, tensor in weights_a.items():  # Adam divides by √v: near-zero gradients amplify rounding
         torch.testing.assert_close(tensor, weights_b[key], rtol=1e-4, atol=5e-5)
+
+
+def test_activation_checkpointing_gives_the_same_updates(stage_cfg: StageCfg) -> None:
+    """Recomputing each layer in the backward pass changes memory, not the numbers."""
+    runs = []
+    for name, checkpointing in (("stored", False), ("recomputed", True)):
+        train = {"max_steps": 2, "activation_checkpointing": checkpointing}
+        cfg = stage_cfg(SFTConfig, {"name": name, "train": train})
+        final = run_stage(SFTTrainer, cfg).checkpoint
+        runs.append((curve(cfg), read_state_dict(final)))
+    (curve_a, weights_a), (curve_b, weights_b) = runs
+    assert [r["loss"] for r in curve_a] == pytest.approx([r["loss"] for r in curve_b], rel=1e-6)
+    for key, tensor in weights_a.items():
+        torch.testing.assert_close(tensor, weights_b[key], rtol=1e-6, atol=1e-7)
+    model = load_causal_lm(cfg.init_from)
+    enable_activation_checkpointing(model)
+    assert model.model.gradient_checkpointing and model.is_gradient_checkpointing
 
 
 def test_sft_checkpoint_is_a_chat_model_the_next_stage_loads(stage_cfg: StageCfg) -> None:

@@ -5,20 +5,19 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from base_model.checkpoint import (
-    CheckpointError,
-    checkpoint_name,
-    checkpoint_step,
-    heldout_loss,
-    read_state_dict,
-    save_model,
-    soup,
-)
 from base_model.config import PretrainConfig
 from base_model.model import ModelConfig, build_model
+from base_model.soup import heldout_loss, soup
 from base_model.tokenizer import load_tokenizer
 from base_model.trainer import pretrain
 from rlvr.tracking import read_metrics
+from rlvr.train.checkpoint import (
+    CheckpointError,
+    checkpoint_name,
+    checkpoint_step,
+    read_state_dict,
+    save_model,
+)
 
 SMALL = ModelConfig(d_model=32, n_layers=1, n_heads=1, mlp_hidden=32, vocab_size=384, max_seq_len=16)
 

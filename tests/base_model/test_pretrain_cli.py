@@ -7,8 +7,8 @@ import pytest
 import yaml
 from pretrain_helpers import TINY_MODEL, word_problems, write_jsonl
 
-from base_model.checkpoint import list_checkpoints
 from base_model.cli import main
+from rlvr.train.checkpoint import list_checkpoints
 
 
 def test_tokenizer_prepare_train_soup_from_the_command_line(

@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 
-from base_model.config import OptimConfig, ScheduleConfig
+from base_model.config import OptimConfig
 from base_model.data import IGNORE_INDEX
+from base_model.loss import lm_loss
 from base_model.model import ModelConfig, build_model
-from base_model.optim import build_optimizer, lm_loss, lr_at, param_groups
+from rlvr.train.optim import ScheduleConfig, build_optimizer, lr_at, param_groups
 
 
 def test_cosine_with_warmup_decays_to_ten_percent() -> None:

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from base_model.checkpoint import heldout_loss, list_checkpoints, soup
 from base_model.config import PretrainConfig
 from base_model.data import iter_texts, prepare_memmaps
+from base_model.soup import heldout_loss, soup
 from base_model.tokenizer import train_tokenizer
 from base_model.trainer import pretrain
 from rlvr.config import load_config
 from rlvr.synth import SynthConfig, write_suite
 from rlvr.tracking import read_metrics
+from rlvr.train.checkpoint import list_checkpoints
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 

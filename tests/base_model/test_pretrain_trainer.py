@@ -5,10 +5,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from base_model.checkpoint import checkpoint_step, list_checkpoints, read_state_dict
 from base_model.config import PretrainConfig
 from base_model.trainer import Trainer, pretrain
 from rlvr.tracking import read_metrics
+from rlvr.train.checkpoint import checkpoint_step, list_checkpoints, read_state_dict
 
 MakeCfg = Callable[..., PretrainConfig]
 
@@ -104,7 +104,7 @@ def test_checkpoints_are_hugging_face_models(make_cfg: MakeCfg) -> None:
 def test_bf16_autocast_trains(make_cfg: MakeCfg) -> None:
     cfg = make_cfg({"train": {"max_steps": 8, "precision": "auto", "save_every": 8}, "optim": {"lr": 1e-2}})
     trainer = Trainer(cfg)
-    if trainer.autocast is None:
+    if trainer.core.autocast_dtype is None:
         pytest.skip("no native bf16 on this machine")
     trainer.fit()
     curve = losses(cfg)

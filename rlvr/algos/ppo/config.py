@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from base_model.config import DistributedConfig
 from rlvr.algos.common import OptimConfig
 from rlvr.algos.ppo.losses import KLEstimator
 from rlvr.rollout import VLLMConfig
 from rlvr.tracking import RunConfig
+from rlvr.train.config import CoreConfig
 
 
 @dataclass
@@ -97,24 +97,22 @@ class PPOLossConfig:
 
 
 @dataclass
-class PPOTrainConfig(DistributedConfig):
+class PPOTrainConfig(CoreConfig):
     total_episodes: int = 100_000
     """Responses sampled over the whole run; steps = total_episodes / (prompts_per_step · samples_per_prompt)."""
     micro_batch_size: int = 8
     """Sequences per forward pass per process (gradient accumulation inside a minibatch)."""
     precision: Literal["auto", "bf16", "fp32"] = "fp32"
     """fp32 keeps trainer log-probs comparable with the engine's; bf16 autocast where memory needs it."""
-    attention: Literal["sdpa", "eager"] = "sdpa"
     save_every: int = 50
     eval_every: int = 25
     eval_max_tokens: int = 256
     eval_at_start: bool = True
     """Also evaluate the starting policy (logged at step 0), so one run shows the gain."""
-    resume: bool = True
     compile: bool = False
     """torch.compile the policy, reference and value models (dynamic shapes: rollout lengths vary). On
     CPU ≈15 % less forward/update time (scripts/bench_rl.py) after a minute or two of compiling in the
-    first steps; plain PyTorch engine only (not with `deepspeed`)."""
+    first steps; `train.sharding` none or ddp only."""
     threads: int | None = None
     """torch threads of the trainer (None: torch's default). On a CPU with `rollout.async_steps: 1`,
     1 leaves the other core to the vLLM worker that samples meanwhile."""
@@ -150,8 +148,8 @@ class PPOConfig(RunConfig):
                 "train.compile needs rollout.backend vllm: transformers' generate through a compiled policy "
                 "recompiles as its cache grows"
             )
-        if self.train.compile and self.train.deepspeed is not None:
-            raise ValueError("train.compile works with the plain PyTorch engine only; unset train.deepspeed")
+        if self.train.compile and self.train.sharding not in ("none", "ddp"):
+            raise ValueError("train.compile works with train.sharding none or ddp")
         if self.reward.rm_multiplier and not self.reward_model:
             raise ValueError("reward.rm_multiplier is set but reward_model is empty")
         rm_option = self.reward.verifier_options.get("reward_model", {}).get("model")

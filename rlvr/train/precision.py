@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
@@ -23,6 +25,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" and not has_bf16(device):
         raise ValueError(f"precision bf16 asked for, but {device} has no native bf16; use auto or fp32")
     return torch.bfloat16
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContextManager[Any]:
+    """bf16 autocast on `device` when `dtype` is set (`autocast_dtype`), else nothing: fp32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def measure_matmul_peak(

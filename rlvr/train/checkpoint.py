@@ -1,4 +1,4 @@
-"""Checkpoint names, Hugging Face weight files, and model souping.
+"""One checkpoint format for every trainer: names, Hugging Face weight files, resumable state.
 
 A checkpoint is a directory that `AutoModelForCausalLM.from_pretrained` and vLLM load as is
 (`config.json`, safetensors, the tokenizer with its chat template), plus the trainer's own state
@@ -13,35 +13,19 @@ import json
 import random
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-from huggingface_hub import save_torch_state_dict
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
-from base_model.data import EvalChunks
-from base_model.distributed import Dist, barrier
-from base_model.optim import heldout_sums
-from base_model.perf import autocast_dtype
+from rlvr.train.distributed import Dist, barrier
 
 NAME_RE = re.compile(r"^(?:stage2-ingredient(?P<ingredient>\d+)-)?step(?P<step>\d+)-tokens(?P<btokens>\d+)B$")
 STATE_FILE = "trainer_state.json"
-# Files of a checkpoint that describe the model rather than hold weights; souping copies them.
-MODEL_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-)
-# config.json keys that may differ between checkpoints of the same model.
-CONFIG_KEYS_IGNORED = {"_name_or_path", "transformers_version", "torch_dtype", "dtype"}
 
 
 class TrainingState(Protocol):
@@ -75,12 +59,15 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: checkpoint_step(p) or 0)
 
 
-def save_model(model: Any, tokenizer: Any, path: Path) -> None:
-    """The Hugging Face part of a checkpoint: config, safetensors weights, tokenizer and chat template."""
+def save_model(
+    model: Any, tokenizer: Any, path: Path, state_dict: dict[str, torch.Tensor] | None = None
+) -> None:
+    """The Hugging Face part of a checkpoint: config, safetensors weights, tokenizer and chat template.
+    `state_dict`: the weights to write (a sharded model's gathered full state), else the model's own."""
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per save would break the training bar
     try:
-        model.save_pretrained(str(path), safe_serialization=True)
+        model.save_pretrained(str(path), safe_serialization=True, state_dict=state_dict)
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
@@ -103,72 +90,6 @@ def read_config(path: Path) -> dict:
     if not config_path.is_file():
         raise CheckpointError(f"{path} is not a model checkpoint (no config.json)")
     return json.loads(config_path.read_text())
-
-
-def heldout_loss(
-    checkpoint: str | Path,
-    paths: Sequence[str | Path],
-    seq_len: int,
-    max_chunks: int,
-    batch_size: int = 16,
-    precision: str = "auto",
-) -> float:
-    """Mean token loss of a saved checkpoint on the first `max_chunks` chunks of held-out token files
-    (the same measure as the trainer's `eval_loss`), e.g. for a soup, which never ran in a trainer."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).to(device)
-    chunks = EvalChunks([Path(p) for p in paths], seq_len, max_chunks)
-    ce, n = heldout_sums(
-        model, chunks.batches(batch_size), device, autocast_dtype(precision, device)
-    ).tolist()
-    return ce / max(n, 1.0)
-
-
-def soup(inputs: Sequence[str | Path], out: str | Path) -> Path:
-    """Average the weights of several checkpoints of one model ("model souping", OLMo 2 stage 2).
-
-    The mean is taken in float64 and cast back to each tensor's dtype, so it is exact up to that
-    final rounding. Config, generation config and tokenizer are copied from the first input.
-    """
-    paths = [Path(p) for p in inputs]
-    if len(paths) < 2:
-        raise CheckpointError(f"souping needs at least two checkpoints, got {len(paths)}")
-    out = Path(out)
-    if out.resolve() in {p.resolve() for p in paths}:
-        raise CheckpointError(f"--out {out} is one of the inputs; write the soup somewhere new")
-    reference = {k: v for k, v in read_config(paths[0]).items() if k not in CONFIG_KEYS_IGNORED}
-    for path in paths[1:]:
-        config = {k: v for k, v in read_config(path).items() if k not in CONFIG_KEYS_IGNORED}
-        if config != reference:
-            differ = sorted(k for k in reference.keys() | config.keys() if reference.get(k) != config.get(k))
-            raise CheckpointError(
-                f"{path} is not the same model as {paths[0]}: config differs in {', '.join(differ)}"
-            )
-
-    first = read_state_dict(paths[0])
-    dtypes = {k: v.dtype for k, v in first.items()}
-    total = {k: v.double() for k, v in first.items()}
-    del first
-    for path in paths[1:]:
-        state = read_state_dict(path)
-        if state.keys() != total.keys():
-            missing = sorted(total.keys() ^ state.keys())[:5]
-            raise CheckpointError(f"{path} has different tensors from {paths[0]} (e.g. {', '.join(missing)})")
-        for key, tensor in state.items():
-            if tensor.shape != total[key].shape:
-                raise CheckpointError(
-                    f"{path}: {key} has shape {tuple(tensor.shape)}, expected {tuple(total[key].shape)}"
-                )
-            total[key] += tensor.double()
-    averaged = {k: (v / len(paths)).to(dtypes[k]) for k, v in total.items()}
-
-    out.mkdir(parents=True, exist_ok=True)
-    save_torch_state_dict(averaged, str(out))
-    for name in MODEL_FILES:
-        if (paths[0] / name).is_file():
-            shutil.copy2(paths[0] / name, out / name)
-    (out / "soup.json").write_text(json.dumps({"inputs": [str(p) for p in paths]}, indent=2) + "\n")
-    return out
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,17 +1,22 @@
-"""AdamW parameter groups, the learning-rate schedules and the loss (cross-entropy + z-loss, held-out loss)."""
+"""AdamW parameter groups and the learning-rate schedules every trainer uses."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from contextlib import nullcontext
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
 
-from base_model.config import ScheduleConfig
-from base_model.data import IGNORE_INDEX
+
+@dataclass
+class ScheduleConfig:
+    kind: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 0
+    """Linear warmup from 0 to the peak (stage 1); stage 2 uses none."""
+    final_lr_ratio: float = 0.1
+    """End of the decay as a fraction of the peak: 0.1 for OLMo 2 stage 1, 0 for stage 2."""
 
 
 class AdamWSettings(Protocol):
@@ -70,41 +75,3 @@ def lr_at(step: int, peak: float, max_steps: int, cfg: ScheduleConfig) -> float:
     if cfg.kind == "linear":
         return peak + (final - peak) * progress
     return peak
-
-
-def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`(ce_sum, z_sum, n_labels)` for next-token prediction: logits at t are scored against label t+1.
-
-    Sums rather than means, so micro-batches and processes combine exactly: the trainer divides
-    by the label count of the whole global batch. The z-loss term is logsumexp(logits)² per label
-    (OLMo 2's regulariser), computed from the same logsumexp as the cross-entropy, in fp32.
-    """
-    logits = logits[:, :-1].float()
-    targets = labels[:, 1:]
-    valid = targets != IGNORE_INDEX
-    lse = torch.logsumexp(logits, dim=-1)
-    target_logit = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    ce_sum = ((lse - target_logit) * valid).sum()
-    z_sum = (lse.square() * valid).sum()
-    return ce_sum, z_sum, valid.sum()
-
-
-@torch.no_grad()
-def heldout_sums(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    autocast: torch.dtype | None,
-) -> torch.Tensor:
-    """`[ce_sum, n_labels]` (float64) of `model` over `batches`: sums, so processes can add theirs."""
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(2, dtype=torch.float64)
-    for input_ids, labels in batches:
-        context = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
-        with context:
-            logits = model(input_ids=input_ids.to(device), use_cache=False).logits
-        ce_sum, _, n = lm_loss(logits, labels.to(device))
-        sums += torch.stack([ce_sum.double(), n.double()]).cpu()
-    model.train(was_training)
-    return sums
