@@ -366,8 +366,12 @@ def run_prefs(ctx: Context) -> dict[str, Any]:
         data=[str(ctx.path("data", "rlvr_train.jsonl"))] if ctx.cfg.data_source == "synthetic" else cfg.data,
         out_dir=str(ctx.path("prefs")),
         seed=ctx.cfg.seed,
-        # on-policy: the first model is this run's SFT model
-        models=[replace(cfg.models[0], model=sft, name=cfg.models[0].name or "sft"), *cfg.models[1:]],
+        # on-policy: the first model, and every other entry naming the same checkpoint (e.g. its greedy
+        # answer beside its samples), is this run's SFT model
+        models=[
+            replace(m, model=sft, name=m.name or "sft") if m.model == cfg.models[0].model else m
+            for m in cfg.models
+        ],
     )
     report = run(cfg)
     return {"dir": "prefs", **{k: report[k] for k in ("pairs", "prompts", "prompts_without_pair", "seconds")}}

@@ -17,8 +17,14 @@ next-worst response, each response used once, while the margin holds.
 
 A prompt without a usable pair is never dropped silently: it is counted under its reason —
 `too_long` (no room to answer in the context), `unreadable` (with `on_bad_row: skip`),
-`no_finished_response`, `all_equal_scores` (split by the tied score, e.g. all right vs all wrong)
-or `margin_below_min` — in `report.json` and the printed summary.
+`no_finished_response`, `all_equal_scores` (split by the tied score, e.g. all right vs all wrong),
+`false_arithmetic` (every finished response writes a false equation, see below) or `margin_below_min`
+— in `report.json` and the printed summary.
+
+With `judge.check_arithmetic` (on by default) a response whose worked arithmetic holds a false equation
+(`21 - 9 = 10`, found by `rlvr.rewards.arithmetic.false_equations`) is never chosen, whatever its
+score: the verifiers check the final answer only, and a right answer reached through a wrong step
+would teach the step. It can still be the rejected side.
 
 Output (`out_dir/`): `prefs.jsonl` in the `prefs` schema (`chosen` / `rejected` chats) plus metadata
 per pair (prompt source and line, verifier, label, the two responses' models, scores and verifier /
@@ -55,6 +61,7 @@ from rlvr.eval.runner import (
     sample_all,
     score,
 )
+from rlvr.rewards.arithmetic import false_equations
 from rlvr.rollout import VLLMConfig
 from rlvr.tracking import progress
 
@@ -88,6 +95,10 @@ class JudgeConfig:
     """The chosen response must out-score the rejected one by at least this much."""
     pairs_per_prompt: int = 1
     rm_batch_size: int = 32
+    check_arithmetic: bool = True
+    """Never choose a response whose worked arithmetic holds a false equation (`21 - 9 = 10`), whatever
+    its score: a right final answer reached through a wrong step teaches the wrong step. It can still
+    be rejected."""
 
 
 @dataclass
@@ -170,6 +181,8 @@ class Response:
     verifier_score: float
     rm_score: float | None
     score: float
+    sound: bool = True
+    """No false equation in its worked arithmetic (always true without `judge.check_arithmetic`)."""
 
 
 def judged(record: dict[str, Any], model: str, judge: JudgeConfig) -> list[Response]:
@@ -177,7 +190,8 @@ def judged(record: dict[str, Any], model: str, judge: JudgeConfig) -> list[Respo
     rm_scores = record.get("rm_scores") or [None] * len(record["responses"])
     return [
         Response(text, finished, model, verifier, rm,
-                 judge.verifier_weight * verifier + (judge.rm_weight * rm if judge.rm_weight else 0.0))
+                 judge.verifier_weight * verifier + (judge.rm_weight * rm if judge.rm_weight else 0.0),
+                 not (judge.check_arithmetic and false_equations(text)))
         for text, finished, verifier, rm in zip(
             record["responses"], record["finished"], record["scores"], rm_scores, strict=True
         )
@@ -189,14 +203,17 @@ def pick_pairs(
 ) -> tuple[list[tuple[Response, Response]], str | None]:
     """Up to `pairs` (chosen, rejected) pairs and, when there are none, the reason.
 
-    Chosen: the best finished responses; rejected: the lowest-scoring ones; ties by order in
+    Chosen: the best finished, sound responses; rejected: the lowest-scoring ones; ties by order in
     `responses` (the first wins). Each response is used once; pairing stops at the first pair whose
     margin is below `min_margin`."""
     if not any(r.finished for r in responses):
         return [], "no_finished_response"
     if len({r.score for r in responses}) == 1:
         return [], "all_equal_scores"
-    best = sorted((r for r in responses if r.finished), key=lambda r: -r.score)  # stable: ties keep order
+    if not any(r.finished and r.sound for r in responses):
+        return [], "false_arithmetic"
+    candidates = (r for r in responses if r.finished and r.sound)
+    best = sorted(candidates, key=lambda r: -r.score)  # stable: ties keep order
     worst = sorted(responses, key=lambda r: r.score)
     used: set[int] = set()
     out: list[tuple[Response, Response]] = []
@@ -362,7 +379,7 @@ def run(cfg: PrefsConfig) -> dict[str, Any]:
         for s in skipped:
             left_out.setdefault((s["source"], s["line"]), s["kind"])
         per_model.append((source.label, {(r["source"], r["line"]): r for r in records}))
-    rows, reasons, tied = [], Counter(), Counter()
+    rows, reasons, tied, unsound = [], Counter(), Counter(), 0
     for key, item in items.items():
         responses = [
             response
@@ -370,6 +387,7 @@ def run(cfg: PrefsConfig) -> dict[str, Any]:
             if key in records
             for response in judged(records[key], label, cfg.judge)
         ]
+        unsound += sum(not r.sound for r in responses)
         pairs, reason = pick_pairs(responses, cfg.judge.min_margin, cfg.judge.pairs_per_prompt)
         if reason is not None:
             reasons[reason] += 1
@@ -382,18 +400,19 @@ def run(cfg: PrefsConfig) -> dict[str, Any]:
     tmp = out / "prefs.jsonl.tmp"
     write_jsonl(rows, tmp)
     os.replace(tmp, out / "prefs.jsonl")
-    report = _report(cfg, rows, len(items) + sum(k not in items for k in left_out), reasons, tied, started)
+    prompts = len(items) + sum(k not in items for k in left_out)
+    report = _report(rows, prompts, reasons, tied, unsound, started)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(format_report(report, out))
     return report
 
 
 def _report(
-    cfg: PrefsConfig,
     rows: Sequence[dict[str, Any]],
     prompts: int,
     reasons: Counter,
     tied: Counter,
+    unsound: int,
     started: float,
 ) -> dict[str, Any]:
     with_pair = len({(r["source"], r["line"]) for r in rows})
@@ -404,6 +423,7 @@ def _report(
         "prompts_with_pair": with_pair,
         "prompts_without_pair": dict(sorted(reasons.items())),
         "all_equal_scores_by_score": dict(sorted(tied.items())),
+        "responses_with_false_arithmetic": unsound,
         "pairs_by_verifier": dict(sorted(by_verifier.items())),
         "pairs_by_models": dict(Counter(f"{r['chosen_model']} > {r['rejected_model']}" for r in rows)),
         "mean_margin": sum(r["chosen_score"] - r["rejected_score"] for r in rows) / max(len(rows), 1),
@@ -421,6 +441,10 @@ def format_report(report: dict[str, Any], out: Path) -> str:
         lines.append(
             "  prompts without a pair: "
             + ", ".join(f"{k} {v:,}" for k, v in report["prompts_without_pair"].items())
+        )
+    if report["responses_with_false_arithmetic"]:
+        lines.append(
+            f"  responses never chosen for a false equation: {report['responses_with_false_arithmetic']:,}"
         )
     if report["all_equal_scores_by_score"]:
         lines.append(

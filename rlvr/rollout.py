@@ -274,6 +274,10 @@ class VLLMEngine:
             raise SyncError(
                 f"the engine did not take the new weights within {self.cfg.sync_timeout:g} s"
             ) from err
+        # KV blocks cached under the old weights would otherwise answer any prompt seen before the sync
+        # (the probe cannot tell: prompt log-prob requests bypass the prefix cache)
+        if not self.llm.reset_prefix_cache():
+            raise SyncError("the engine could not drop its prefix cache after the weight sync")
 
     def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
         from vllm import SamplingParams

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,29 @@ def test_more_pairs_per_prompt_use_each_response_once_while_the_margin_holds() -
 )
 def test_prompts_without_a_pair_say_why(responses: list[Response], reason: str) -> None:
     assert pick_pairs(responses, min_margin=0.5) == ([], reason)
+
+
+def test_a_right_answer_with_a_false_step_is_never_chosen() -> None:
+    record = {
+        "responses": [
+            "21 - 9 = 10. 10 - 8 = 4. #### 4",
+            "21 - 9 = 12. 12 - 8 = 4. #### 4",
+            "21 - 9 = 12. #### 12",
+        ],
+        "finished": [True, True, True],
+        "scores": [1.0, 1.0, 0.0],
+    }
+    lucky, sound, wrong = judged(record, "sft", JudgeConfig())
+    assert (lucky.sound, sound.sound, wrong.sound) == (False, True, True)
+    assert pick_pairs([lucky, sound, wrong], min_margin=0.5) == ([(sound, wrong)], None)
+    # with only the lucky answer right, the best chosen candidate is the wrong answer: no pair
+    assert pick_pairs([lucky, wrong], min_margin=0.5) == ([], "margin_below_min")
+    assert pick_pairs([lucky, response(0.0, finished=False)], min_margin=0.5) == ([], "false_arithmetic")
+    unsound_wrong = replace(response(0.0, text="2 + 2 = 5. #### 5"), sound=False)
+    assert pick_pairs([sound, unsound_wrong], min_margin=0.5) == ([(sound, unsound_wrong)], None)
+    unchecked = judged(record, "sft", JudgeConfig(check_arithmetic=False))
+    assert all(r.sound for r in unchecked)
+    assert pick_pairs(unchecked, min_margin=0.5)[0] == [(unchecked[0], unchecked[2])]
 
 
 def test_the_score_weighs_verifier_and_reward_model() -> None:

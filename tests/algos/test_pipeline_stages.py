@@ -36,7 +36,12 @@ PPO_SMALL = [
 ]
 
 
-PREFS_SMALL = ["--backend=hf", "--max_tokens=8", "--models=[{model: runs/tiny/sft, n: 2}]"]
+# the SFT model's greedy answer beside its samples: every entry naming the config's SFT path is the run's
+PREFS_SMALL = [
+    "--backend=hf",
+    "--max_tokens=8",
+    "--models=[{model: runs/tiny/sft, n: 2}, {model: runs/tiny/sft, n: 1, temperature: 0, name: greedy}]",
+]
 
 
 def pipeline_cfg(tmp_path: Path) -> PipelineConfig:
@@ -73,10 +78,14 @@ def test_post_training_stages_record_checkpoints_and_figures(
     (run_dir / "pipeline.json").write_text(json.dumps({"done": {"soup": {"checkpoint": "base"}}}))
 
     done = run_pipeline(cfg)
-    prefs = done["prefs"]  # every training prompt answered twice by the SFT model, each counted
+    prefs = done["prefs"]  # every training prompt answered three times by the SFT model, each counted
     assert prefs["prompts"] == 24 and prefs["dir"] == "prefs"
     assert prefs["pairs"] + sum(prefs["prompts_without_pair"].values()) == 24
-    assert (run_dir / "prefs" / "samples" / "sft.jsonl").read_text().count("\n") == 24
+    for name in ("sft", "greedy"):
+        samples = (run_dir / "prefs" / "samples" / f"{name}.jsonl").read_text().splitlines()
+        assert len(samples) == 24
+    sources = yaml.safe_load((run_dir / "prefs" / "config.yaml").read_text())["models"]
+    assert [m["model"] for m in sources] == [str(run_dir / done["sft"]["checkpoint"])] * 2
     for stage in ("sft", "dpo"):
         record = done[stage]
         assert record["checkpoint"].startswith(f"{stage}/checkpoints/step2-")
