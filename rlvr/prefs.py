@@ -210,9 +210,9 @@ def pick_pairs(
         return [], "no_finished_response"
     if len({r.score for r in responses}) == 1:
         return [], "all_equal_scores"
-    if not any(r.finished and r.sound for r in responses):
+    candidates = [r for r in responses if r.finished and r.sound]
+    if not candidates:
         return [], "false_arithmetic"
-    candidates = (r for r in responses if r.finished and r.sound)
     best = sorted(candidates, key=lambda r: -r.score)  # stable: ties keep order
     worst = sorted(responses, key=lambda r: r.score)
     used: set[int] = set()
