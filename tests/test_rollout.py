@@ -83,7 +83,8 @@ ENGINE_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         checkpoint, probe, prompt = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-        config = VLLMConfig(max_model_len=128, gpu_memory_utilization=0.1, enforce_eager=sys.argv[4] == "eager")
+        config = VLLMConfig(max_model_len=128, gpu_memory_utilization=0.1, enforce_eager=sys.argv[4] == "eager",
+                            sync=sys.argv[5])
         engine = VLLMEngine(checkpoint, config)
         import psutil
         (core,) = [p for p in psutil.Process().children() if p.name().startswith("VLLM::Engine")]
@@ -91,12 +92,14 @@ ENGINE_SCRIPT = textwrap.dedent(
         result = {"affinity": {"scheduler": core.cpu_affinity(), "workers": workers}}
         model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="eager")
         result["gap_at_start"] = max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))
-        generator = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-        result["stale_gap"] = max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))
-        result["sync"] = timed_sync(engine, model, probe, tolerance=1e-3)
+        result["stale_gaps"], result["syncs"] = [], []
+        for _ in range(2):  # a second sync reuses what the first set up (the collective's weight group)
+            generator = torch.Generator().manual_seed(1)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+            result["stale_gaps"].append(max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe)))
+            result["syncs"].append(timed_sync(engine, model, probe, tolerance=1e-3))
         samples = engine.sample([prompt, prompt], n=2, max_tokens=10, temperature=0.7, seed=3)
         result["samples"] = [[[s.token_ids, s.logprobs, s.finished] for s in group] for group in samples]
         engine.close()
@@ -105,11 +108,14 @@ ENGINE_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("mode", ["eager", "compiled"])
+@pytest.mark.parametrize(
+    ("mode", "sync"), [("eager", "collective"), ("eager", "file"), ("compiled", "collective")]
+)
 def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
-    checkpoint: Path, tmp_path: Path, mode: str
+    checkpoint: Path, tmp_path: Path, mode: str, sync: str
 ) -> None:
-    """Also compiled (`enforce_eager: false`): the new weights must reach the compiled model too."""
+    """Both sync routes; also compiled (`enforce_eager: false`): the new weights must reach the
+    compiled model too."""
     pytest.importorskip("vllm")
     model, tokenizer = load(checkpoint)
     probe, prompt = tokenizer.encode(TEXTS[1]), tokenizer.encode("Sam has 12")
@@ -117,7 +123,7 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
     script.write_text(ENGINE_SCRIPT)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     run = subprocess.run(
-        [sys.executable, str(script), str(checkpoint), json.dumps(probe), json.dumps(prompt), mode],
+        [sys.executable, str(script), str(checkpoint), json.dumps(probe), json.dumps(prompt), mode, sync],
         capture_output=True,
         text=True,
         env=env,
@@ -131,9 +137,11 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
     ]  # the scheduler shares its worker's core (VLLMConfig.scheduler_on_worker_cores)
     assert affinity["workers"] and affinity["scheduler"] == affinity["workers"]
     assert result["gap_at_start"] < 1e-4
-    assert result["stale_gap"] > 0.05  # the probe sees a changed model ...
-    assert result["sync"]["sync_probe_gap"] < 1e-4  # ... and the synced engine serves it
-    perturb(model)  # the same perturbation the engine's trainer applied
+    for stale_gap, synced in zip(result["stale_gaps"], result["syncs"], strict=True):
+        assert stale_gap > 0.05  # the probe sees a changed model ...
+        assert synced["sync_probe_gap"] < 1e-4  # ... and the synced engine serves it
+    perturb(model)  # the same two perturbations the engine's trainer applied
+    perturb(model)
     for group in result["samples"]:
         assert len(group) == 2
         for token_ids, logprobs, finished in group:
