@@ -62,8 +62,8 @@ from rlvr.eval.runner import (
     score,
 )
 from rlvr.rewards.arithmetic import false_equations
-from rlvr.rollout import VLLMConfig
 from rlvr.tracking import progress
+from rlvr.vllm_engine import VLLMConfig
 
 
 @dataclass

@@ -24,8 +24,9 @@ import torch
 
 from base_model.model import ModelConfig, build_model
 from base_model.tokenizer import load_tokenizer, train_tokenizer
-from rlvr.rollout import VLLMConfig, VLLMEngine, verify_sync
+from rlvr.rollout import verify_sync
 from rlvr.train.checkpoint import save_model
+from rlvr.vllm_engine import VLLMConfig, VLLMEngine
 
 SIZES = {  # head_dim 64 (a size vLLM's CPU attention supports)
     "1m": ModelConfig(d_model=128, n_layers=2, n_heads=2, mlp_hidden=384, vocab_size=2048, max_seq_len=256),
@@ -67,7 +68,7 @@ def time_route(checkpoint: Path, route: str, repeats: int) -> dict[str, Any]:
             engine.load_weights(model)
             if i:
                 seconds.append(time.perf_counter() - start)
-            gaps.append(verify_sync(engine, model, probe, tolerance=1e-3))
+            gaps += verify_sync(engine, model, probe, tolerance=1e-3)
     finally:
         engine.close()
     return {"seconds": seconds, "median_seconds": statistics.median(seconds), "max_probe_gap": max(gaps)}

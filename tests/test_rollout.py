@@ -64,12 +64,12 @@ def test_verify_sync_catches_a_stale_engine(checkpoint: Path) -> None:
     served, _ = load(checkpoint)
     engine = HFEngine(served, tokenizer)  # a separate copy, like a vLLM engine
     probe = tokenizer.encode(TEXTS[0])
-    assert verify_sync(engine, trainer, probe, tolerance=1e-5) < 1e-5
+    assert max(verify_sync(engine, trainer, probe, tolerance=1e-5)) < 1e-5
     perturb(trainer)
     with pytest.raises(SyncError, match="stale or partial"):
         verify_sync(engine, trainer, probe, tolerance=1e-3)
     engine.load_weights(trainer)
-    assert verify_sync(engine, trainer, probe, tolerance=1e-5) < 1e-5
+    assert max(verify_sync(engine, trainer, probe, tolerance=1e-5)) < 1e-5
     with pytest.raises(SyncError, match="lengths differ"):
         max_abs_gap([0.0], [0.0, 0.0])
 
@@ -79,26 +79,29 @@ ENGINE_SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     from transformers import AutoModelForCausalLM
-    from rlvr.rollout import SyncError, VLLMConfig, VLLMEngine, trainer_logprobs, max_abs_gap, timed_sync
+    from rlvr.rollout import trainer_logprobs, max_abs_gap, timed_sync
+    from rlvr.vllm_engine import VLLMConfig, VLLMEngine
 
     if __name__ == "__main__":
         checkpoint, probe, prompt = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
         config = VLLMConfig(max_model_len=128, gpu_memory_utilization=0.1, enforce_eager=sys.argv[4] == "eager",
-                            sync=sys.argv[5])
+                            sync=sys.argv[5], engines=int(sys.argv[6]))
         engine = VLLMEngine(checkpoint, config)
         import psutil
-        (core,) = [p for p in psutil.Process().children() if p.name().startswith("VLLM::Engine")]
-        workers = sorted({c for w in core.children() for c in w.cpu_affinity()})
-        result = {"affinity": {"scheduler": core.cpu_affinity(), "workers": workers}}
+        cores = [p for p in psutil.Process().children() if p.name().startswith("VLLM::Engine")]
+        result = {"affinity": [{"scheduler": core.cpu_affinity(),
+                                "workers": sorted({c for w in core.children() for c in w.cpu_affinity()})}
+                               for core in cores]}
         model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="eager")
-        result["gap_at_start"] = max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe))
+        gaps = lambda: [max_abs_gap(served, trainer_logprobs(model, probe)) for served in engine.probe_logprobs(probe)]
+        result["gaps_at_start"] = gaps()
         result["stale_gaps"], result["syncs"] = [], []
         for _ in range(2):  # a second sync reuses what the first set up (the collective's weight group)
             generator = torch.Generator().manual_seed(1)
             with torch.no_grad():
                 for p in model.parameters():
                     p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-            result["stale_gaps"].append(max_abs_gap(engine.sequence_logprobs(probe), trainer_logprobs(model, probe)))
+            result["stale_gaps"].append(gaps())
             result["syncs"].append(timed_sync(engine, model, probe, tolerance=1e-3))
         samples = engine.sample([prompt, prompt], n=2, max_tokens=10, temperature=0.7, seed=3)
         result["samples"] = [[[s.token_ids, s.logprobs, s.finished] for s in group] for group in samples]
@@ -109,13 +112,14 @@ ENGINE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize(
-    ("mode", "sync"), [("eager", "collective"), ("eager", "file"), ("compiled", "collective")]
+    ("mode", "sync", "engines"),
+    [("eager", "collective", 2), ("eager", "file", 1), ("compiled", "collective", 1)],
 )
 def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
-    checkpoint: Path, tmp_path: Path, mode: str, sync: str
+    checkpoint: Path, tmp_path: Path, mode: str, sync: str, engines: int
 ) -> None:
-    """Both sync routes; also compiled (`enforce_eager: false`): the new weights must reach the
-    compiled model too."""
+    """Both sync routes, one engine and two (each on its own core, every one verified after every
+    sync); also compiled (`enforce_eager: false`): the new weights must reach the compiled model too."""
     pytest.importorskip("vllm")
     model, tokenizer = load(checkpoint)
     probe, prompt = tokenizer.encode(TEXTS[1]), tokenizer.encode("Sam has 12")
@@ -123,7 +127,16 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
     script.write_text(ENGINE_SCRIPT)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     run = subprocess.run(
-        [sys.executable, str(script), str(checkpoint), json.dumps(probe), json.dumps(prompt), mode, sync],
+        [
+            sys.executable,
+            str(script),
+            str(checkpoint),
+            json.dumps(probe),
+            json.dumps(prompt),
+            mode,
+            sync,
+            str(engines),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -132,14 +145,22 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stderr[-3000:]
     result = json.loads(lines[0].removeprefix("RESULT "))
-    affinity = result[
-        "affinity"
-    ]  # the scheduler shares its worker's core (VLLMConfig.scheduler_on_worker_cores)
-    assert affinity["workers"] and affinity["scheduler"] == affinity["workers"]
-    assert result["gap_at_start"] < 1e-4
-    for stale_gap, synced in zip(result["stale_gaps"], result["syncs"], strict=True):
-        assert stale_gap > 0.05  # the probe sees a changed model ...
-        assert synced["sync_probe_gap"] < 1e-4  # ... and the synced engine serves it
+    # each scheduler shares its worker's cores (VLLMConfig.scheduler_on_worker_cores); engines do not share
+    affinity = result["affinity"]
+    assert len(affinity) == engines
+    assert all(a["workers"] and a["scheduler"] == a["workers"] for a in affinity)
+    assert len({c for a in affinity for c in a["workers"]}) == sum(len(a["workers"]) for a in affinity)
+    assert len(result["gaps_at_start"]) == engines and max(result["gaps_at_start"]) < 1e-4
+    for stale_gaps, synced in zip(result["stale_gaps"], result["syncs"], strict=True):
+        assert min(stale_gaps) > 0.05  # the probe sees a changed model on every engine ...
+        assert synced["sync_probe_gap"] < 1e-4  # ... and every synced engine serves it
+        if engines > 1:
+            assert [synced[f"sync_probe_gap/engine{e}"] for e in range(engines)] == pytest.approx(
+                [synced["sync_probe_gap"]] * engines, abs=1e-4
+            )
+    # the two copies of the prompt (one per engine when there are two) carry the same seed: same samples
+    first, second = result["samples"]
+    assert [s[0] for s in first] == [s[0] for s in second]
     perturb(model)  # the same two perturbations the engine's trainer applied
     perturb(model)
     for group in result["samples"]:

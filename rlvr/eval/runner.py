@@ -18,8 +18,9 @@ from rlvr.eval.data import Format, Item, build_messages, load_items, read_fewsho
 from rlvr.eval.metrics import ANSWER_EXTRACTORS, format_table, summarize
 from rlvr.generation import chat_prompt
 from rlvr.rewards import VerifierResult, resolve
-from rlvr.rollout import Engine, HFEngine, Sample, VLLMConfig, VLLMEngine
+from rlvr.rollout import Engine, HFEngine, Sample
 from rlvr.tracking import progress
+from rlvr.vllm_engine import VLLMConfig, VLLMEngine
 
 
 @dataclass

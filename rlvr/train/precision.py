@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from rlvr.config import ConfigError
+
 
 def has_bf16(device: torch.device) -> bool:
     """Native bf16 matmuls: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX."""
@@ -23,7 +25,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp32" or (precision == "auto" and not has_bf16(device)):
         return None
     if precision == "bf16" and not has_bf16(device):
-        raise ValueError(f"precision bf16 asked for, but {device} has no native bf16; use auto or fp32")
+        raise ConfigError(
+            f"train.precision bf16 asked for, but {device} has no native bf16: set --train.precision=auto "
+            "(bf16 where the hardware has it) or fp32"
+        )
     return torch.bfloat16
 
 

@@ -13,9 +13,9 @@ from typing import Literal
 
 from rlvr.algos.common import OptimConfig
 from rlvr.algos.ppo.losses import KLEstimator
-from rlvr.rollout import VLLMConfig
 from rlvr.tracking import RunConfig
 from rlvr.train.config import CoreConfig
+from rlvr.vllm_engine import VLLMConfig
 
 
 @dataclass

@@ -48,7 +48,8 @@ from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.losses import sequence_rewards
 from rlvr.rewards import BatchScorer, UnknownVerifierError, VerifierResult, resolve
 from rlvr.rewards.reward_model import RewardModelScorer
-from rlvr.rollout import Engine, HFEngine, Sample, VLLMEngine, timed_sync, verify_sync
+from rlvr.rollout import Engine, HFEngine, Sample, timed_sync, verify_sync
+from rlvr.vllm_engine import VLLMEngine
 
 LOOKAHEAD_FILE = "lookahead.pt"
 """In a checkpoint (async_steps 1): the batch the engine had sampled for the next step, and its seconds."""
