@@ -94,6 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = getattr(err, "label", "config error")
         print(f"rlvr {name}: {label + ': ' if label else ''}{err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from rlvr.rollout import RolloutError
+
+        if not isinstance(err, RolloutError):
+            raise
+        print(f"rlvr {name}: rollout engine failure: {err}. The run stopped with its saved checkpoints "
+              "kept; a training command re-run the same way resumes from the last one.", file=sys.stderr)  # fmt: skip
+        return 1
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -28,8 +28,16 @@ from rlvr.logprobs import token_logprobs
 from rlvr.train.precision import autocast as autocast_context
 
 
-class SyncError(RuntimeError):
+class RolloutError(RuntimeError):
+    """The rollout engines cannot go on: the run stops (its last checkpoint resumes it)."""
+
+
+class SyncError(RolloutError):
     """The engine's weights do not match the trainer's after a sync (or the sync timed out)."""
+
+
+class EngineError(RolloutError):
+    """An engine stopped serving (its process died or it failed a request)."""
 
 
 @dataclass

@@ -9,7 +9,8 @@ up to those numerics.
 
 Placement: engine e's workers take devices e×TP … e×TP+TP−1 (GPUs through `CUDA_VISIBLE_DEVICES`,
 CPU builds through `VLLM_CPU_OMP_THREADS_BIND`, the visible cores split evenly), set in the
-environment each engine's worker processes start from.
+environment each engine's worker processes start from. One engine keeps what the caller set (or, on
+CPU builds, vLLM's own binding).
 
 Weights reach every engine at once (`VLLMConfig.sync`): *collective* streams each tensor over one
 process group spanning the trainer and every engine's workers (`rlvr.weight_stream`); *file* writes
@@ -34,13 +35,10 @@ from typing import Any, Literal, TypeVar
 
 import torch
 
-from rlvr.rollout import Sample, SyncError
+from rlvr.config import ConfigError
+from rlvr.rollout import EngineError, Sample, SyncError
 
 T = TypeVar("T")
-
-
-class EngineError(RuntimeError):
-    """An engine stopped serving (its process died or it failed a request)."""
 
 
 @dataclass
@@ -89,18 +87,16 @@ def _is_cpu_build() -> bool:
 def placements(engines: int, tp: int, devices: Sequence[str], cpu: bool) -> list[dict[str, str]]:
     """The environment each engine's workers start with: its own `tp` devices (GPUs) or its own
     share of the cores (CPU builds: `VLLM_CPU_OMP_THREADS_BIND`, one core list per TP worker)."""
-    if engines == 1 and not cpu:
-        return [{}]  # the devices the caller made visible
+    if engines == 1:
+        return [{}]  # the devices the caller made visible; on CPU builds, vLLM's own core binding
     if len(devices) < engines * tp:
         what = "cores" if cpu else "GPUs"
-        raise ValueError(
+        raise ConfigError(
             f"{engines} engine(s) × tensor_parallel_size {tp} need {engines * tp} {what}; {len(devices)} "
             f"are visible ({list(devices)}): lower rollout.vllm.engines or tensor_parallel_size"
         )
     if not cpu:
         return [{"CUDA_VISIBLE_DEVICES": ",".join(devices[e * tp : (e + 1) * tp])} for e in range(engines)]
-    if engines == 1 and "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
-        return [{}]  # the user's own binding
     per_worker = len(devices) // (engines * tp)
     envs = []
     for e in range(engines):

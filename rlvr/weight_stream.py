@@ -23,9 +23,8 @@ from __future__ import annotations
 import datetime
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,6 +57,11 @@ def stateless_group(transport: str, store: TCPStore, rank: int, world_size: int,
         options._timeout = timeout
         return torch.distributed.ProcessGroupNCCL(prefixed, rank, world_size, options)
     raise ValueError(f"unknown transport {transport!r} (gloo or nccl)")
+
+
+def progress_key(rank: int) -> str:
+    """The store key where worker `rank` counts the tensors of the current update it has loaded."""
+    return f"{GROUP_PREFIX}/loaded/{rank}"
 
 
 def _broadcast_from_trainer(group: Any, tensor: torch.Tensor) -> Any:
@@ -98,9 +102,10 @@ class GroupReceiver(WeightTransferEngine[GroupInitInfo, GroupUpdateInfo]):
         self.group: Any = None
         self.store: TCPStore | None = None
         self.transport = "gloo"
+        self.rank = 0
 
     def init_transfer_engine(self, init_info: GroupInitInfo) -> None:
-        rank = init_info.rank_offset + self.parallel_config.rank
+        self.rank = rank = init_info.rank_offset + self.parallel_config.rank
         self.transport = init_info.transport
         self.store = TCPStore(
             init_info.master_address,
@@ -129,7 +134,7 @@ class GroupReceiver(WeightTransferEngine[GroupInitInfo, GroupUpdateInfo]):
             torch.accelerator.synchronize()
 
     def receive_weights(self, update_info: GroupUpdateInfo) -> None:
-        if self.group is None:
+        if self.group is None or self.store is None:
             raise RuntimeError("update_weights before init_weight_transfer_engine")
         device = torch.device("cpu") if self.transport == "gloo" else self.device
         specs = list(zip(update_info.names, update_info.dtype_names, update_info.shapes, strict=True))
@@ -141,12 +146,23 @@ class GroupReceiver(WeightTransferEngine[GroupInitInfo, GroupUpdateInfo]):
                 tensor = torch.empty(shape, dtype=getattr(torch, dtype), device=device)
                 pending.append((name, tensor, _broadcast_from_trainer(self.group, tensor)))
 
-        post(0)
-        for i in range(len(specs)):
-            name, tensor, work = pending.popleft()
-            work.wait()
-            post(i + 1)  # the next tensor arrives while this one loads
-            self.model.load_weights([(name, tensor)])
+        store, key = self.store, progress_key(self.rank)
+
+        def arrivals() -> Iterator[tuple[str, torch.Tensor]]:
+            post(0)
+            for i in range(len(specs)):  # i tensors loaded so far
+                name, tensor, work = pending.popleft()
+                if (
+                    not work.is_completed()
+                ):  # about to block: say how far it got, for a trainer whose sync stalls
+                    store.set(key, str(i))
+                work.wait()
+                post(i + 1)  # the next tensor arrives while this one loads
+                yield name, tensor
+
+        # one call over all tensors, as a checkpoint load is: vLLM's loader walks the model once
+        self.model.load_weights(arrivals())
+        store.set(key, str(len(specs)))
 
     def shutdown(self) -> None:
         self.group = self.store = None
@@ -181,6 +197,7 @@ class WeightStreamer:
         address: str = "127.0.0.1",
     ) -> None:
         self.engines, self.transport, self.timeout_s = list(engines), transport, timeout_s
+        self.workers_per_engine = workers_per_engine
         self.store = TCPStore(
             address, 0, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=timeout_s)
         )
@@ -216,17 +233,21 @@ class WeightStreamer:
         pool = ThreadPoolExecutor(len(self.engines), thread_name_prefix="weight-stream")
         try:
             futures = [pool.submit(rpc, "update_weights", update_info=asdict(info)) for rpc in self.engines]
+            for rank in range(1, 1 + len(self.engines) * self.workers_per_engine):
+                self.store.set(progress_key(rank), "0")
             in_flight: deque[tuple[torch.Tensor, Any]] = deque()
+            sent = 0
             with torch.no_grad():
                 for (name, tensor), expected in zip(tensors, names, strict=True):
                     if name != expected:
                         raise StreamError(f"weight {name!r} arrived where {expected!r} was announced")
                     wire = tensor.detach().to(device=device, dtype=dtype).contiguous()
                     in_flight.append((wire, _broadcast_from_trainer(self.group, wire)))
+                    sent += 1
                     if len(in_flight) > 1:  # at most two tensors beyond the one being gathered
-                        self._wait(in_flight.popleft()[1])
+                        self._wait(in_flight.popleft()[1], sent)
                 while in_flight:
-                    self._wait(in_flight.popleft()[1])
+                    self._wait(in_flight.popleft()[1], sent)
             broadcast = time.perf_counter() - start
             self._results(futures, "load the streamed weights")
         finally:
@@ -234,14 +255,24 @@ class WeightStreamer:
         self._on_all("finish_weight_update")
         return {"sync_broadcast_seconds": broadcast, "sync_seconds": time.perf_counter() - start}
 
-    def _wait(self, work: Any) -> None:
+    def _wait(self, work: Any, sent: int) -> None:
         try:
             work.wait(datetime.timedelta(seconds=self.timeout_s))
         except RuntimeError as err:
             raise StreamError(
-                f"a weight broadcast did not complete within {self.timeout_s:g} s: an engine stopped "
-                f"receiving ({err})"
+                f"a weight broadcast did not complete within {self.timeout_s:g} s; {self._laggards(sent)}"
             ) from err
+
+    def _laggards(self, sent: int) -> str:
+        """The tensors each engine has loaded of the `sent` broadcast, naming those behind the rest."""
+        loaded = []
+        for e in range(len(self.engines)):
+            ranks = range(1 + e * self.workers_per_engine, 1 + (e + 1) * self.workers_per_engine)
+            loaded.append(min(int(self.store.get(progress_key(rank))) for rank in ranks))
+        counts = ", ".join(f"engine {e} {n}" for e, n in enumerate(loaded))
+        behind = [f"engine {e}" for e, n in enumerate(loaded) if n < max(loaded)]
+        lead = f"{' and '.join(behind)} stopped receiving" if behind else "every engine stopped receiving"
+        return f"{lead} (tensors loaded of {sent} sent: {counts})"
 
     def _on_all(self, method: str) -> None:
         with ThreadPoolExecutor(len(self.engines), thread_name_prefix="weight-stream") as pool:
@@ -252,7 +283,7 @@ class WeightStreamer:
         for e, future in enumerate(futures):
             try:
                 future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except (TimeoutError, FutureTimeout) as err:
+            except TimeoutError as err:
                 raise StreamError(f"engine {e} did not {what} within {self.timeout_s:g} s") from err
             except Exception as err:
                 raise StreamError(f"engine {e} failed to {what}: {err}") from err

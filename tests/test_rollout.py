@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -105,6 +106,14 @@ ENGINE_SCRIPT = textwrap.dedent(
             result["syncs"].append(timed_sync(engine, model, probe, tolerance=1e-3))
         samples = engine.sample([prompt, prompt], n=2, max_tokens=10, temperature=0.7, seed=3)
         result["samples"] = [[[s.token_ids, s.logprobs, s.finished] for s in group] for group in samples]
+        if len(cores) > 1:  # a killed engine stops sampling with an error naming it
+            from rlvr.rollout import EngineError
+            cores[1].kill()
+            cores[1].wait(30)
+            try:
+                engine.sample([prompt, prompt], n=1, max_tokens=4, temperature=0.7, seed=3)
+            except EngineError as err:
+                result["killed"] = str(err)
         engine.close()
         print("RESULT " + json.dumps(result))
     """
@@ -158,6 +167,8 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
             assert [synced[f"sync_probe_gap/engine{e}"] for e in range(engines)] == pytest.approx(
                 [synced["sync_probe_gap"]] * engines, abs=1e-4
             )
+    if engines > 1:
+        assert re.match(r"vLLM engine [01] of 2 failed to sample", result["killed"]), result.get("killed")
     # the two copies of the prompt (one per engine when there are two) carry the same seed: same samples
     first, second = result["samples"]
     assert [s[0] for s in first] == [s[0] for s in second]
@@ -172,3 +183,27 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
                 logits = model(ids).logits[0, len(prompt) - 1 : -1]
             expected = token_logprobs(logits, torch.tensor(token_ids), temperature=0.7)
             assert max_abs_gap(logprobs, expected.tolist()) < 1e-3
+
+
+def test_placements_give_each_engine_its_own_devices() -> None:
+    from rlvr.vllm_engine import placements
+
+    cores = ["0", "1", "2", "3"]
+    assert placements(2, 1, cores, cpu=True) == [
+        {"VLLM_CPU_OMP_THREADS_BIND": "0,1"},
+        {"VLLM_CPU_OMP_THREADS_BIND": "2,3"},
+    ]
+    assert placements(2, 2, cores, cpu=True) == [
+        {"VLLM_CPU_OMP_THREADS_BIND": "0|1"},
+        {"VLLM_CPU_OMP_THREADS_BIND": "2|3"},
+    ]
+    assert placements(2, 2, ["4", "5", "6", "7"], cpu=False) == [
+        {"CUDA_VISIBLE_DEVICES": "4,5"},
+        {"CUDA_VISIBLE_DEVICES": "6,7"},
+    ]
+    assert placements(1, 2, ["0", "1"], cpu=False) == [{}]  # one engine: what the caller set
+    assert placements(1, 1, cores, cpu=True) == [{}]
+    with pytest.raises(
+        ValueError, match=r"2 engine\(s\) × tensor_parallel_size 2 need 4 GPUs; 3 are visible"
+    ):
+        placements(2, 2, ["0", "1", "2"], cpu=False)
