@@ -216,11 +216,11 @@ class WeightStreamer:
             self._results(futures, "join the weight group")
 
     def send(self, tensors: Iterable[tuple[str, torch.Tensor]], shapes: Sequence[tuple[str, Sequence[int]]],
-             dtype: torch.dtype) -> dict[str, float]:  # fmt: skip
+             dtype: torch.dtype) -> None:  # fmt: skip
         """Stream `tensors` (in the order of `shapes`, each cast to `dtype`) into every engine.
 
         `shapes` is known before any tensor is gathered, so a sharded trainer can pass a generator
-        that gathers one parameter at a time. Returns seconds spent broadcasting and loading."""
+        that gathers one parameter at a time."""
         names = [name for name, _ in shapes]
         info = GroupUpdateInfo(
             names=names,
@@ -228,13 +228,12 @@ class WeightStreamer:
             shapes=[list(shape) for _, shape in shapes],
         )
         device = "cpu" if self.transport == "gloo" else torch.device("cuda", torch.cuda.current_device())
-        start = time.perf_counter()
+        for rank in range(1, 1 + len(self.engines) * self.workers_per_engine):
+            self.store.set(progress_key(rank), "0")
         self._on_all("start_weight_update")
         pool = ThreadPoolExecutor(len(self.engines), thread_name_prefix="weight-stream")
         try:
             futures = [pool.submit(rpc, "update_weights", update_info=asdict(info)) for rpc in self.engines]
-            for rank in range(1, 1 + len(self.engines) * self.workers_per_engine):
-                self.store.set(progress_key(rank), "0")
             in_flight: deque[tuple[torch.Tensor, Any]] = deque()
             sent = 0
             with torch.no_grad():
@@ -244,16 +243,14 @@ class WeightStreamer:
                     wire = tensor.detach().to(device=device, dtype=dtype).contiguous()
                     in_flight.append((wire, _broadcast_from_trainer(self.group, wire)))
                     sent += 1
-                    if len(in_flight) > 1:  # at most two tensors beyond the one being gathered
+                    if len(in_flight) > 1:  # one broadcast stays in flight while the next tensor is gathered
                         self._wait(in_flight.popleft()[1], sent)
                 while in_flight:
                     self._wait(in_flight.popleft()[1], sent)
-            broadcast = time.perf_counter() - start
             self._results(futures, "load the streamed weights")
         finally:
             pool.shutdown(wait=False)  # a broken broadcast leaves RPC threads blocked: do not join them
         self._on_all("finish_weight_update")
-        return {"sync_broadcast_seconds": broadcast, "sync_seconds": time.perf_counter() - start}
 
     def _wait(self, work: Any, sent: int) -> None:
         try:
