@@ -3,13 +3,17 @@
 Two engines share one interface (`Engine`):
 
 - `rlvr.vllm_engine.VLLMEngine` (default for PPO): one or more in-process vLLM engines. After each
-  optimisation step `load_weights(model)` hands them the trainer's weights, with a hard deadline,
+  optimisation step `load_weights(weights)` hands them the trainer's weights, with a hard deadline,
   streamed over a process group (`rlvr.weight_stream`) or through a safetensors file.
 - `HFEngine`: transformers `generate` on the trainer's own model object — nothing to sync; for
   tests and machines without vLLM.
 
+A sync reads the trainer's weights as `Weights`: every name and whole shape first, then the whole
+tensors one at a time — under zero3/fsdp2 each is gathered from the shards as the sync reads it
+(`rlvr.train.engines`), so no process holds the whole model for a sync.
+
 `verify_sync` is what makes a sync trustworthy: it scores a fixed probe sequence with every engine
-replica and with the trainer's model and fails when the per-token log-probs differ by more than a
+replica, compares with the trainer's log-probs of it (`trainer_logprobs`), and fails when the per-token log-probs differ by more than a
 tolerance — a stale or half-loaded engine shows up at once instead of silently training on
 samples from old weights. `logprob_gap` measures the same disagreement on real rollouts.
 """
@@ -17,7 +21,7 @@ samples from old weights. `logprob_gap` measures the same disagreement on real r
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +54,21 @@ class Sample:
     """The engine's log-prob of each sampled token under the temperature-scaled distribution."""
 
 
+@dataclass
+class Weights:
+    """A model's weights as a sync reads them: every name and whole shape up front, then the whole
+    tensors in that order, once (`tensors` may gather each one from shards as it is read)."""
+
+    shapes: list[tuple[str, torch.Size]]
+    tensors: Iterable[tuple[str, torch.Tensor]]
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> Weights:
+        """A whole model's weights (references to its live tensors: nothing is copied)."""
+        state = model.state_dict()
+        return cls([(name, t.shape) for name, t in state.items()], state.items())
+
+
 class Engine(Protocol):
     def sample(
         self, prompts: Sequence[list[int]], n: int, max_tokens: int, temperature: float, seed: int
@@ -57,7 +76,7 @@ class Engine(Protocol):
         """`n` samples per prompt (token ids in, token ids out), in prompt order."""
         ...
 
-    def load_weights(self, model: torch.nn.Module) -> None: ...
+    def load_weights(self, weights: Weights) -> None: ...
 
     def probe_logprobs(self, token_ids: list[int]) -> list[list[float]]:
         """log p(token_i | tokens_<i) for i ≥ 1 at temperature 1, from each engine replica: the sync probe."""
@@ -66,9 +85,13 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def trainer_logprobs(model: torch.nn.Module, token_ids: list[int]) -> list[float]:
-    """The trainer side of the probe: the same quantity as `Engine.probe_logprobs`, in fp32."""
-    device = next(model.parameters()).device
+def trainer_logprobs(
+    model: torch.nn.Module, token_ids: list[int], device: torch.device | None = None
+) -> list[float]:
+    """The trainer side of the probe: the same quantity as `Engine.probe_logprobs`, in fp32 (in the
+    gathered parameters' dtype under fsdp2 mixed precision). Under zero3/fsdp2 a forward every
+    process runs. `device`: where the model computes (default: its first parameter's)."""
+    device = device or next(model.parameters()).device
     ids = torch.tensor([token_ids], device=device)
     was_training = model.training
     model.eval()
@@ -84,10 +107,9 @@ def max_abs_gap(a: Sequence[float], b: Sequence[float]) -> float:
     return max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
 
 
-def verify_sync(engine: Engine, model: torch.nn.Module, probe: list[int], tolerance: float) -> list[float]:
-    """Each replica's largest per-token log-prob difference from the trainer on `probe`; raises
-    `SyncError` naming the first replica above `tolerance`."""
-    expected = trainer_logprobs(model, probe)
+def verify_sync(engine: Engine, probe: list[int], expected: Sequence[float], tolerance: float) -> list[float]:
+    """Each replica's largest per-token log-prob difference on `probe` from `expected` (the trainer's,
+    `trainer_logprobs`); raises `SyncError` naming the first replica above `tolerance`."""
     gaps = [max_abs_gap(served, expected) for served in engine.probe_logprobs(probe)]
     for e, gap in enumerate(gaps):
         if not gap <= tolerance:  # also catches NaN
@@ -145,9 +167,8 @@ class HFEngine:
             samples.append(Sample(tokens[:length], finished, token_logp[row, :length].tolist()))
         return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def load_weights(self, model: torch.nn.Module) -> None:
-        if model is not self.model:
-            self.model.load_state_dict(model.state_dict())
+    def load_weights(self, weights: Weights) -> None:
+        self.model.load_state_dict(dict(weights.tensors))
 
     def probe_logprobs(self, token_ids: list[int]) -> list[list[float]]:
         return [trainer_logprobs(self.model, token_ids)]
@@ -157,14 +178,14 @@ class HFEngine:
 
 
 def timed_sync(
-    engine: Engine, model: torch.nn.Module, probe: list[int], tolerance: float
+    engine: Engine, weights: Weights, probe: list[int], expected: Sequence[float], tolerance: float
 ) -> dict[str, float]:
     """`load_weights` then `verify_sync`; the metrics PPO logs every step (each engine's probe gap
     when there are several)."""
     start = time.perf_counter()
-    engine.load_weights(model)
+    engine.load_weights(weights)
     seconds = time.perf_counter() - start
-    gaps = verify_sync(engine, model, probe, tolerance)
+    gaps = verify_sync(engine, probe, expected, tolerance)
     metrics = {"sync_seconds": seconds, "sync_probe_gap": max(gaps)}
     if len(gaps) > 1:
         metrics.update({f"sync_probe_gap/engine{e}": gap for e, gap in enumerate(gaps)})

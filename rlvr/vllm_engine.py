@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from rlvr.config import ConfigError
-from rlvr.rollout import EngineError, Sample, SyncError
+from rlvr.rollout import EngineError, Sample, SyncError, Weights
 
 T = TypeVar("T")
 
@@ -59,7 +59,8 @@ class VLLMConfig:
     over a process group (gloo on CPU, NCCL on GPUs) into the running engines (`rlvr.weight_stream`);
     file: the whole model written as safetensors to `sync_dir` and reloaded from there."""
     sync_transport: Literal["auto", "gloo", "nccl"] = "auto"
-    """The collective's process group: auto = nccl when the trainer's model is on a GPU, else gloo."""
+    """The collective's process group: auto = nccl when the engines run on GPUs (each tensor is sent
+    from the trainer's current GPU), else gloo."""
     sync_timeout: float = 300.0
     """Seconds a weight sync may take before the run stops with `SyncError` instead of hanging."""
     sync_dir: str | None = None
@@ -242,13 +243,13 @@ class VLLMEngine:
         """The dtype the engines compute in (their weights are cast to it)."""
         return self.llms[0].llm_engine.model_config.dtype
 
-    def load_weights(self, model: torch.nn.Module) -> None:
+    def load_weights(self, weights: Weights) -> None:
         """Hand the trainer's weights to every engine; raises `SyncError` past `sync_timeout`."""
         try:
             if self.cfg.sync == "collective":
-                self._stream(model)
+                self._stream(weights)
             else:
-                self._reload_from_file(model)
+                self._reload_from_file(weights)
         except TimeoutError as err:
             raise SyncError(
                 f"an engine did not take the new weights within {self.cfg.sync_timeout:g} s"
@@ -261,30 +262,28 @@ class VLLMEngine:
                 f"engine {dropped.index(False)} could not drop its prefix cache after the weight sync"
             )
 
-    def _stream(self, model: torch.nn.Module) -> None:
+    def _stream(self, weights: Weights) -> None:
         from rlvr.weight_stream import StreamError, WeightStreamer
 
-        state = model.state_dict()  # references to the live tensors: nothing is copied whole
         try:
             if self.streamer is None:
                 transport = self.cfg.sync_transport
                 if transport == "auto":
-                    transport = "nccl" if next(model.parameters()).is_cuda else "gloo"
+                    transport = "nccl" if torch.cuda.is_available() and not _is_cpu_build() else "gloo"
                 rpcs = [self.rpc(e) for e in range(len(self.llms))]
                 self.streamer = WeightStreamer(
                     rpcs, self.cfg.tensor_parallel_size, transport, self.cfg.sync_timeout
                 )
-            self.streamer.send(state.items(), [(k, v.shape) for k, v in state.items()], self.dtype)
+            self.streamer.send(weights.tensors, weights.shapes, self.dtype)
         except StreamError as err:
             raise SyncError(f"streaming the weights into the engines failed: {err}") from err
 
-    def _reload_from_file(self, model: torch.nn.Module) -> None:
+    def _reload_from_file(self, weights: Weights) -> None:
+        """The fallback route: the whole model, in fp32, in one file (in RAM under /dev/shm)."""
         from safetensors.torch import save_file
 
         assert self.sync_dir is not None
-        state = {
-            name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()
-        }
+        state = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in weights.tensors}
         tmp = self.sync_dir / "model.safetensors.tmp"
         save_file(state, str(tmp))
         os.replace(tmp, self.sync_dir / "model.safetensors")

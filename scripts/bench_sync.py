@@ -24,7 +24,7 @@ import torch
 
 from base_model.model import ModelConfig, build_model
 from base_model.tokenizer import load_tokenizer, train_tokenizer
-from rlvr.rollout import verify_sync
+from rlvr.rollout import Weights, trainer_logprobs, verify_sync
 from rlvr.train.checkpoint import save_model
 from rlvr.vllm_engine import VLLMConfig, VLLMEngine
 
@@ -65,10 +65,10 @@ def time_route(checkpoint: Path, route: str, repeats: int) -> dict[str, Any]:
         for i in range(repeats + 1):  # the first collective sync also joins the weight group: not timed
             perturb(model, seed=i)
             start = time.perf_counter()
-            engine.load_weights(model)
+            engine.load_weights(Weights.of(model))
             if i:
                 seconds.append(time.perf_counter() - start)
-            gaps += verify_sync(engine, model, probe, tolerance=1e-3)
+            gaps += verify_sync(engine, probe, trainer_logprobs(model, probe), tolerance=1e-3)
     finally:
         engine.close()
     return {"seconds": seconds, "median_seconds": statistics.median(seconds), "max_probe_gap": max(gaps)}

@@ -14,7 +14,7 @@ import torch
 
 from base_model.tokenizer import load_tokenizer
 from rlvr.logprobs import token_logprobs
-from rlvr.rollout import HFEngine, SyncError, max_abs_gap, verify_sync
+from rlvr.rollout import HFEngine, SyncError, Weights, max_abs_gap, trainer_logprobs, verify_sync
 
 TEXTS = ["Sam has 12 cards. He sells 1. #### 11", "The quick brown fox jumps over the lazy dog."] * 20
 
@@ -65,12 +65,12 @@ def test_verify_sync_catches_a_stale_engine(checkpoint: Path) -> None:
     served, _ = load(checkpoint)
     engine = HFEngine(served, tokenizer)  # a separate copy, like a vLLM engine
     probe = tokenizer.encode(TEXTS[0])
-    assert max(verify_sync(engine, trainer, probe, tolerance=1e-5)) < 1e-5
+    assert max(verify_sync(engine, probe, trainer_logprobs(trainer, probe), tolerance=1e-5)) < 1e-5
     perturb(trainer)
     with pytest.raises(SyncError, match="stale or partial"):
-        verify_sync(engine, trainer, probe, tolerance=1e-3)
-    engine.load_weights(trainer)
-    assert max(verify_sync(engine, trainer, probe, tolerance=1e-5)) < 1e-5
+        verify_sync(engine, probe, trainer_logprobs(trainer, probe), tolerance=1e-3)
+    engine.load_weights(Weights.of(trainer))
+    assert max(verify_sync(engine, probe, trainer_logprobs(trainer, probe), tolerance=1e-5)) < 1e-5
     with pytest.raises(SyncError, match="lengths differ"):
         max_abs_gap([0.0], [0.0, 0.0])
 
@@ -80,7 +80,7 @@ ENGINE_SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     from transformers import AutoModelForCausalLM
-    from rlvr.rollout import trainer_logprobs, max_abs_gap, timed_sync
+    from rlvr.rollout import Weights, trainer_logprobs, max_abs_gap, timed_sync
     from rlvr.vllm_engine import VLLMConfig, VLLMEngine
 
     if __name__ == "__main__":
@@ -103,7 +103,8 @@ ENGINE_SCRIPT = textwrap.dedent(
                 for p in model.parameters():
                     p.add_(torch.randn(p.shape, generator=generator) * 0.05)
             result["stale_gaps"].append(gaps())
-            result["syncs"].append(timed_sync(engine, model, probe, tolerance=1e-3))
+            result["syncs"].append(timed_sync(engine, Weights.of(model), probe, trainer_logprobs(model, probe),
+                                              tolerance=1e-3))
         samples = engine.sample([prompt, prompt], n=2, max_tokens=10, temperature=0.7, seed=3)
         result["samples"] = [[[s.token_ids, s.logprobs, s.finished] for s in group] for group in samples]
         if len(cores) > 1:  # a killed engine stops sampling with an error naming it

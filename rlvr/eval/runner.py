@@ -287,11 +287,11 @@ SYNC_TOLERANCE = 1e-3
 def load_into(engine: Engine, model: str, probe: list[int]) -> None:
     """`model`'s weights into a running engine (same shape and tokenizer), verified on `probe`."""
     from rlvr.algos.common import load_causal_lm
-    from rlvr.rollout import verify_sync
+    from rlvr.rollout import Weights, trainer_logprobs, verify_sync
 
     module = load_causal_lm(model)
-    engine.load_weights(module)
-    verify_sync(engine, module, probe, SYNC_TOLERANCE)
+    engine.load_weights(Weights.of(module))
+    verify_sync(engine, probe, trainer_logprobs(module, probe), SYNC_TOLERANCE)
 
 
 def run(cfg: EvalConfig, shared: SharedEngine | None = None) -> dict[str, Any]:

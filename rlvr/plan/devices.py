@@ -3,8 +3,8 @@ adds on top, and whether the largest sum fits.
 
 Devices that hold the same things form one group. Outside PPO every process holds the same. PPO's
 rank 0 also owns the rollout: under zero3/fsdp2 with the transformers engine a whole fp32 copy of
-the policy it samples from (`PPOTrainer._refresh_rollout_copy`; with vLLM that copy, which only feeds
-the weight syncs, is in CPU memory), the reward model when the RM term needs it, and the vLLM
+the policy it samples from (vLLM engines take the weights streamed from the shards instead, a tensor
+at a time: `PPOTrainer.sync_engine`), the reward model when the RM term needs it, and the vLLM
 engine, which spreads over GPUs 0…TP−1 of rank 0's node (its own worker processes) and reserves
 `gpu_memory_utilization` of each of them beside the training ranks already there
 (`rlvr.algos.ppo.distributed`).
@@ -248,7 +248,7 @@ def _groups(
         return [DeviceGroup("every GPU" if n > 1 else "GPU 0", n, held, phases)]
     policy: Model = w.trained[0]
     rank0 = list(held)
-    if layout.sharding in SHARDED and w.hf_rollout is not None:  # with vLLM the copy is in CPU memory
+    if layout.sharding in SHARDED and w.hf_rollout is not None:  # vLLM engines need no copy
         rank0.append(Row("rollout copy of the policy (fp32, whole)", 4 * policy.params))
     if w.scorer is not None:
         rank0.append(Row("reward model for scoring (fp32, whole)", 4 * w.scorer.params))

@@ -255,8 +255,9 @@ class State:
     no_grad: int = 0
     """Working buffers of a forward without gradients: gathered parameters."""
     gather_all: int = 0
-    """Extra while the whole model is gathered (a checkpoint, PPO's weight sync): ZeRO-3 gathers every
-    parameter on every device, FSDP2 one parameter at a time into CPU memory."""
+    """Extra while the whole model is gathered for a checkpoint: ZeRO-3 gathers every parameter on
+    every device, FSDP2 one parameter at a time into CPU memory. (PPO's weight sync gathers one
+    parameter at a time under both.)"""
     host: int = 0
     """Offloaded to CPU memory."""
 

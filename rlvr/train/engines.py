@@ -18,7 +18,10 @@ whole global batch · world`. DDP, FSDP2 and DeepSpeed all *average* gradients o
 Every engine gives the trainer: `module` (the model, wrapped or sharded in place), `micro_context`,
 `forward`, `backward`, `step`, `save_state` / `load_state` (its optimizer state in a checkpoint) and
 `full_state_dict` — a collective every process calls, after which the main process holds the whole
-fp32 state dict (for a Hugging Face checkpoint, a weight sync, or an evaluation copy).
+fp32 state dict (for a Hugging Face checkpoint) — and `weights`, what a rollout engine's weight sync
+reads (`rlvr.rollout.Weights`): the whole shapes up front, then one whole tensor at a time, each
+gathered from the shards as it is read (every process iterates it in step, a collective per tensor),
+so a sync never holds more than a parameter or two of the whole model.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rlvr.config import ConfigError
+from rlvr.rollout import Weights
 from rlvr.train.config import CoreConfig
 from rlvr.train.distributed import Dist
 
@@ -167,6 +171,9 @@ class TorchEngine(_PyTorchEngine):
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         return self.module.state_dict()
 
+    def weights(self) -> Weights:
+        return Weights.of(self.module)
+
     def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.module.load_state_dict(state, strict=True)
 
@@ -211,6 +218,17 @@ class FSDP2Engine(_PyTorchEngine):
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         state = get_model_state_dict(self.module, options=options)
         return state if self.d.is_main else None
+
+    def weights(self) -> Weights:
+        from torch.distributed.tensor import DTensor
+
+        state = self.module.state_dict()  # the local shards, as DTensors carrying the whole shapes
+
+        def gathered() -> Iterator[tuple[str, torch.Tensor]]:
+            for name, t in state.items():
+                yield name, t.full_tensor() if isinstance(t, DTensor) else t
+
+        return Weights([(name, t.shape) for name, t in state.items()], gathered())
 
     def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Whole weights (the same on every process) into the shards."""
@@ -352,6 +370,29 @@ class DeepSpeedEngine:
                 else None
             )
         return state
+
+    def weights(self) -> Weights:
+        if self.stage < 3:
+            return Weights.of(self.module)
+        import deepspeed
+
+        params = dict(self.module.named_parameters(remove_duplicate=False))  # tied names too
+        state = self.module.state_dict()  # ZeRO-3 keeps empty placeholders for the parameters
+
+        def gathered() -> Iterator[tuple[str, torch.Tensor]]:
+            for name, t in state.items():
+                if name not in params:
+                    yield name, t
+                    continue
+                with deepspeed.zero.GatheredParameters([params[name]], modifier_rank=None):
+                    whole = params[name].data.clone()  # the gathered storage is freed when the block ends
+                yield name, whole
+
+        shapes = [
+            (name, torch.Size(params[name].ds_shape) if name in params else t.shape)
+            for name, t in state.items()
+        ]
+        return Weights(shapes, gathered())
 
     def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if self.stage < 3:

@@ -162,13 +162,20 @@ def test_async_steps_sample_each_batch_one_update_behind(
     tmp_path: Path, suite: Path, base_checkpoint: Path, monkeypatch, async_steps: int
 ) -> None:
     drawn: list[tuple[int, int]] = []  # (step the batch is for, policy step of the engine's weights)
-    real_sample = Sampler._timed_sample
+    engine_step = [-1]  # as of the trainer's last sync
+    real_sample, real_sync = Sampler._timed_sample, PPOTrainer.sync_engine
 
     def recording(self: Sampler, prompts: Any, step: int) -> Any:
-        drawn.append((step, self.engine_step))
+        drawn.append((step, engine_step[0]))
         return real_sample(self, prompts, step)
 
+    def syncing(self: PPOTrainer) -> dict[str, float]:
+        metrics = real_sync(self)
+        engine_step[0] = self.engine_step
+        return metrics
+
     monkeypatch.setattr(Sampler, "_timed_sample", recording)
+    monkeypatch.setattr(PPOTrainer, "sync_engine", syncing)
     cfg = ppo_cfg(tmp_path, suite, base_checkpoint, {"rollout": {"async_steps": async_steps},
                                                      "train": {"eval_every": 100, "eval_at_start": False}})  # fmt: skip
     train(cfg)

@@ -34,8 +34,10 @@ filesystem). One step:
 Under ddp and zero2 every process holds the policy, reference and value weights whole (fp32: 12 bytes
 per parameter of the model), and the main process's policy is complete when it hands the weights to
 the engine. Under zero3 and fsdp2 the three are sharded (the reference by `frozen_model`), so a
-process holds 1/N of them; the main process then keeps a whole copy of the policy for the rollout
-engine, refreshed from the gathered shards after every update (`PPOTrainer._refresh_rollout_copy`).
+process holds 1/N of them, and a weight sync is a step every process joins
+(`PPOTrainer.sync_engine`): each parameter is gathered from the shards in turn and streamed to the
+vLLM engines while the next is gathered, and the probe's forward runs sharded too. The transformers
+engine alone samples from a whole copy of the policy on the main process, refreshed the same way.
 
 vLLM on GPUs (`rollout.backend: vllm`): the main process's engine starts once the trainer's models
 are on its GPU and shares that GPU; `rollout.vllm.gpu_memory_utilization` is the share of the GPU's

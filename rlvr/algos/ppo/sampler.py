@@ -1,10 +1,11 @@
 """The main process's part of a PPO step: the rollout engine, the verifiers and the weight sync.
 
-`Sampler.draw` turns a step's prompts into scored samples: it syncs the policy's weights into the
-engine when they changed (verified on the probe, `rlvr.rollout`), samples `samples_per_prompt`
-responses per prompt, and scores them with the verifiers (the no-EOS penalty replaces the reward
-of a response that never stopped). Under `torchrun` only the main process has a sampler; the
-other processes receive its `Rollout`.
+`Sampler.draw` turns a step's prompts into scored samples: it samples `samples_per_prompt`
+responses per prompt and scores them with the verifiers (the no-EOS penalty replaces the reward of
+a response that never stopped). `Sampler.load` takes the policy's new weights into the engine,
+verified on the probe (`rlvr.rollout`); the trainer calls it before the engine samples with them,
+as a step every process joins (under zero3/fsdp2 the weights are gathered from all of them). Under
+`torchrun` only the main process has a sampler; the other processes receive its `Rollout`.
 
 The reward model. When `reward.rm_multiplier` is not 0, or a row's verifier is `reward_model`, the
 sampler loads `cfg.reward_model` once (a frozen copy on the main process's device, separate from
@@ -23,7 +24,7 @@ same loaded model (the verifier's [0, 1] contract), handed to the verifier as th
 neither needs it.
 
 With `rollout.async_steps: 1` a background thread drives the engine: right after the sync at the
-start of step k it starts sampling step k+1's batch, which overlaps step k's scoring, forwards and
+start of step k (which waits for any sampling in flight) it starts sampling step k+1's batch, which overlaps step k's scoring, forwards and
 updates (vLLM computes in its own worker process, so the two really run side by side). A checkpoint
 stores that look-ahead batch (`write_lookahead` / `read_lookahead`), so a resumed run trains on the
 very samples the killed one had drawn.
@@ -48,7 +49,7 @@ from rlvr.algos.ppo.config import PPOConfig
 from rlvr.algos.ppo.losses import sequence_rewards
 from rlvr.rewards import BatchScorer, UnknownVerifierError, VerifierResult, resolve
 from rlvr.rewards.reward_model import RewardModelScorer
-from rlvr.rollout import Engine, HFEngine, Sample, timed_sync, verify_sync
+from rlvr.rollout import Engine, HFEngine, Sample, Weights, timed_sync
 from rlvr.vllm_engine import VLLMEngine
 
 LOOKAHEAD_FILE = "lookahead.pt"
@@ -104,19 +105,17 @@ class Sampler:
         tokenizer: Any,
         policy: nn.Module,
         autocast: torch.dtype | None,
-        step: int,
         lookahead: Drawn | None = None,
         rows: Sequence[Mapping[str, Any]] = (),
         device: torch.device | None = None,
     ) -> None:
-        """`step`: the policy step `policy` holds; `lookahead`: a resumed run's pending batch; `rows`:
+        """`policy`: the model the transformers engine samples from (unused by vLLM, which loads
+        `cfg.policy`); `lookahead`: a resumed run's pending batch; `rows`:
         every row it will score (training and test), to know whether the reward model is needed;
         `device`: where the reward model scores (None: the policy's device)."""
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.policy = policy
         r = cfg.rollout
-        self.probe = tokenizer(r.probe, add_special_tokens=False)["input_ids"]
         self._lookahead = ThreadPoolExecutor(1, thread_name_prefix="rollout") if r.async_steps else None
         self._pending: Future[Drawn] | None = None
         """The next step's batch being sampled (async_steps 1)."""
@@ -129,10 +128,6 @@ class Sampler:
             self.engine = HFEngine(copy.deepcopy(policy) if self._lookahead else policy, tokenizer, autocast)
         else:
             self.engine = VLLMEngine(cfg.policy, r.vllm, seed=cfg.seed)
-            if step == 0:  # serving the checkpoint the trainer loaded? (fails before the first rollout)
-                verify_sync(self.engine, policy, self.probe, r.sync_tolerance)
-        self.engine_step = step if isinstance(self.engine, HFEngine) else 0
-        """The policy step whose weights the engine holds (a vLLM engine starts from `cfg.policy`)."""
         self.scorer = BatchScorer(cfg.reward.workers, cfg.reward.verifier_options)
         self.reward_model = self._load_reward_model(rows, device or next(policy.parameters()).device)
         """The frozen reward model scoring responses; None when nothing needs it (the module docstring)."""
@@ -162,27 +157,22 @@ class Sampler:
 
     def draw(self, prompts: Sequence[Prompt], step: int, upcoming: Sequence[Prompt] | None) -> Rollout:
         """Step `step`'s scored samples; `upcoming`: the next step's prompts (None after the last step)."""
-        samples, seconds, sync_metrics = self.rollout(prompts, step, upcoming)
+        samples, seconds = self.rollout(prompts, step, upcoming)
         rows = [p.row for p in prompts for _ in range(self.cfg.rollout.samples_per_prompt)]
         scores, score_metrics = self.score(rows, samples)
-        return Rollout(samples, scores, {**score_metrics, **sync_metrics}, seconds)
+        return Rollout(samples, scores, score_metrics, seconds)
 
-    def rollout(
-        self, prompts: Sequence[Prompt], step: int, upcoming: Sequence[Prompt] | None
-    ) -> tuple[list[Sample], float, dict[str, float]]:
-        """This step's samples, the engine's seconds for them, and the sync's metrics. On-policy: sync,
-        then sample. async_steps 1: take the batch sampled during the last update, sync, and start
-        sampling the next step's batch before returning."""
+    def rollout(self, prompts: Sequence[Prompt], step: int, upcoming: Sequence[Prompt] | None) -> Drawn:
+        """This step's samples and the engine's seconds for them; the engine holds the weights of
+        `step`. On-policy: sample now. async_steps 1: take the batch sampled during the last update
+        and start sampling the next step's batch before returning."""
         if self._pending is None:
-            sync_metrics = self.sync(step)
             samples, seconds = self._timed_sample(prompts, step)
         else:
             (samples, seconds), self._pending = self._pending.result(), None
-            sync_metrics = {}
         if self._lookahead is not None and upcoming is not None:
-            sync_metrics.update(self.sync(step))
             self._pending = self._lookahead.submit(self._timed_sample, upcoming, step + 1)
-        return samples, seconds, sync_metrics
+        return samples, seconds
 
     def _timed_sample(self, prompts: Sequence[Prompt], step: int) -> Drawn:
         start = time.perf_counter()
@@ -256,24 +246,21 @@ class Sampler:
             items.append(item)
         return self.scorer.score(items)
 
-    def sync(self, step: int) -> dict[str, float]:
-        """The policy's weights (those of `step`) into the engine, verified on the probe; nothing when
-        it has them."""
-        if self.engine_step == step:
-            return {}
-        if isinstance(self.engine, HFEngine) and self.engine.model is self.policy:
-            metrics: dict[str, float] = {}  # the engine samples from the policy itself
-        else:
-            metrics = timed_sync(self.engine, self.policy, self.probe, self.cfg.rollout.sync_tolerance)
-        self.engine_step = step
-        return metrics
+    def settle(self) -> None:
+        """Wait for the look-ahead sampling (it stays pending for the next step): the engine is idle."""
+        if self._pending is not None:
+            self._pending.result()
+
+    def load(self, weights: Weights, probe: list[int], expected: Sequence[float]) -> dict[str, float]:
+        """New policy weights into the engine once it is idle, verified on `probe` against the
+        trainer's log-probs `expected`; the sync's metrics."""
+        self.settle()
+        return timed_sync(self.engine, weights, probe, expected, self.cfg.rollout.sync_tolerance)
 
     @torch.no_grad()
-    def evaluate(self, prompts: Sequence[Prompt], step: int) -> dict[str, float]:
-        """Greedy held-out accuracy of the policy at `step`, overall and per verifier."""
-        if self._pending is not None:  # let the look-ahead batch finish; it stays pending for the next step
-            self._pending.result()
-        self.sync(step)
+    def evaluate(self, prompts: Sequence[Prompt]) -> dict[str, float]:
+        """Greedy held-out accuracy of the weights the engine holds, overall and per verifier."""
+        self.settle()
         samples = self.sample(prompts, 0.0, n=1, seed=0, max_tokens=self.cfg.train.eval_max_tokens)
         rows = [p.row for p in prompts]
         texts = self._decode(samples)

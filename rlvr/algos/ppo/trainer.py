@@ -3,20 +3,21 @@
 One `train_step` is one rollout batch:
 
 1. `next_prompts`: the step's prompts, a pure function of (seed, step) — resume needs nothing else.
-2. `Sampler.rollout`: `samples_per_prompt` responses per prompt from the engine (vLLM or transformers) —
+2. `sync_engine`: the policy's weights since the engine last took them, verified on the probe
+   (`rlvr.rollout`); a step every process joins (under zero3/fsdp2 each tensor is gathered from the
+   shards as it streams). Also before an evaluation.
+3. `Sampler.rollout`: `samples_per_prompt` responses per prompt from the engine (vLLM or transformers) —
    sampled now, or with `rollout.async_steps: 1` sampled during the previous step's update.
-3. `Sampler.score`: verifier rewards through `BatchScorer` (plus `rm_multiplier` × the reward model's
+4. `Sampler.score`: verifier rewards through `BatchScorer` (plus `rm_multiplier` × the reward model's
    score); no-EOS responses get the penalty instead.
-4. `forward_batch`: with the weights that sampled, the trainer's log-probs (temperature-scaled),
+5. `forward_batch`: with the weights that sampled, the trainer's log-probs (temperature-scaled),
    the reference's log-probs, and the values (PPO) of every response token.
-5. `advantages`: PPO — KL in the per-token reward, GAE, whitening; GRPO — group-relative scores.
-6. `optimize`: `loss.epochs` passes × `loss.minibatches` optimizer steps, micro-batched.
-7. `Sampler.sync`: the new policy weights into the engine, verified on the probe (`rlvr.rollout`), once per
-   step, before the engine next samples.
+6. `advantages`: PPO — KL in the per-token reward, GAE, whitening; GRPO — group-relative scores.
+7. `optimize`: `loss.epochs` passes × `loss.minibatches` optimizer steps, micro-batched.
 
-Steps 2, 3 and 7 and the periodic evaluation are the main process's (`rlvr.algos.ppo.sampler`,
+Sampling, scoring and the periodic evaluation are the main process's (`rlvr.algos.ppo.sampler`,
 which also explains `async_steps: 1`); under `torchrun` every process computes its share of steps
-4–6 (`rlvr.algos.ppo.distributed`, "Scaling out").
+5–7 (`rlvr.algos.ppo.distributed`, "Scaling out").
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from rlvr.algos.ppo.sampler import Sampler, read_lookahead
 from rlvr.checkpoints import resolve_model
 from rlvr.config import ConfigError, load_config
 from rlvr.logprobs import token_logprobs
+from rlvr.rollout import trainer_logprobs, verify_sync
 from rlvr.tracking import progress
 from rlvr.train.checkpoint import read_state_dict
 from rlvr.train.core import Schedule, TrainCore, epoch_permutation, hf_writer
@@ -130,20 +132,28 @@ class PPOTrainer:
         if self.resumed_from is not None:
             self.load_checkpoint(self.resumed_from)
 
-        # The main process samples, verifies, evaluates and logs. Under zero3/fsdp2 it samples from
-        # a whole copy of the policy that each step's gathered weights refresh (`_refresh_rollout_copy`):
-        # on the device for the transformers engine, in CPU memory for vLLM (it only feeds the syncs).
-        self.rollout_policy: torch.nn.Module | None = None
-        if self.core.sharded and main:
-            where = self.device if cfg.rollout.backend == "hf" else torch.device("cpu")
-            self.rollout_policy = load_causal_lm(cfg.policy, t.attention).to(where).eval()
-        self._refresh_rollout_copy()
+        # The main process samples, verifies, evaluates and logs. vLLM engines take the policy's weights
+        # from the training engine at each sync, gathered tensor by tensor under zero3/fsdp2 (`sync_engine`).
+        # The transformers engine samples from the policy itself, or from a whole copy on the main
+        # process when the policy is sharded (or changes under the look-ahead sampling).
+        r = cfg.rollout
+        rollout_copy = None
+        if self.core.sharded and main and r.backend == "hf":
+            rollout_copy = load_causal_lm(cfg.policy, t.attention).to(self.device).eval()
+        self.engine_follows_policy = r.backend == "hf" and not self.core.sharded and not r.async_steps
+        """The engine samples from the trained policy object itself: there is nothing to sync."""
+        self.engine_step = self.step if r.backend == "hf" and not self.core.sharded else 0
+        """The policy step whose weights the engine holds (vLLM engines and the copy start from `cfg.policy`)."""
+        self.probe = self.tokenizer(r.probe, add_special_tokens=False)["input_ids"]
+        self.evaluates = broadcast_from_main(bool(self.test_prompts), self.dist)
         self.sampler: Sampler | None = None
         if main:
             lookahead = read_lookahead(self.resumed_from) if self.resumed_from is not None else None
-            self.sampler = Sampler(cfg, self.tokenizer, self.rollout_policy or self.policy, self.core.autocast_dtype,
-                                   self.step, lookahead, rows=[p.row for p in (*self.prompts, *self.test_prompts)],
+            self.sampler = Sampler(cfg, self.tokenizer, rollout_copy or self.policy, self.core.autocast_dtype,
+                                   lookahead, rows=[p.row for p in (*self.prompts, *self.test_prompts)],
                                    device=self.device)  # fmt: skip
+        if r.backend == "vllm" and self.step == 0:
+            self._verify_engine_start()
         self.core.open_run(self.step)
 
     # ------------------------------------------------------------------ set-up
@@ -189,15 +199,38 @@ class PPOTrainer:
             }
         )
 
-    def _refresh_rollout_copy(self) -> None:
-        """Under zero3/fsdp2: the policy's gathered weights into the main process's whole copy (a
-        collective every process joins); nothing otherwise."""
-        if not self.core.sharded:
-            return
-        full = self.train_engines["policy"].full_state_dict()
-        if self.rollout_policy is not None:
-            assert full is not None
-            self.rollout_policy.load_state_dict(full)
+    def _probe_logprobs(self) -> list[float] | None:
+        """The policy's log-probs of the probe: a forward every process runs under zero3/fsdp2; the
+        main process's alone otherwise (None elsewhere)."""
+        if self.core.sharded or self.dist.is_main:
+            return trainer_logprobs(self.policy, self.probe, self.device)
+        return None
+
+    def _verify_engine_start(self) -> None:
+        """Is the vLLM engine serving the checkpoint the trainer loaded? Fails before the first rollout."""
+        expected = self._probe_logprobs()
+        if self.sampler is not None:
+            assert expected is not None
+            verify_sync(self.sampler.engine, self.probe, expected, self.cfg.rollout.sync_tolerance)
+
+    def sync_engine(self) -> dict[str, float]:
+        """The policy's current weights into the rollout engine, verified on the probe, when it holds
+        older ones: a step every process joins. Under zero3/fsdp2 the weights stream as they are
+        gathered, a tensor at a time, from every process's shards; otherwise the main process syncs
+        alone. Returns the sync's metrics (the main process's; {} elsewhere)."""
+        if self.engine_step == self.step:
+            return {}
+        self.engine_step = self.step
+        if self.engine_follows_policy or not (self.core.sharded or self.dist.is_main):
+            return {}
+        expected = self._probe_logprobs()
+        weights = self.train_engines["policy"].weights()
+        if self.sampler is None:
+            for _ in weights.tensors:  # this process's part of each gather
+                pass
+            return {}
+        assert expected is not None
+        return self.sampler.load(weights, self.probe, expected)
 
     def _micro_batches_per_update(self) -> int:
         """Micro-batches each process runs per optimizer step. Processes reduce gradients together,
@@ -219,14 +252,12 @@ class PPOTrainer:
                          enabled=cfg.log.progress and self.dist.is_main)  # fmt: skip
         last_saved: Path | None = None
         try:
-            if self.test_prompts and cfg.train.eval_at_start and self.step == 0:
+            if self.evaluates and cfg.train.eval_at_start and self.step == 0:
                 self._log(0, self.evaluate())
             for _ in steps:
                 metrics = self.train_step()
                 self.step += 1
-                if self.test_prompts and (
-                    self.step % cfg.train.eval_every == 0 or self.step == self.max_steps
-                ):
+                if self.evaluates and (self.step % cfg.train.eval_every == 0 or self.step == self.max_steps):
                     metrics.update(self.evaluate())
                 self._log(self.step, metrics)
                 if self.step % cfg.train.save_every == 0 or self.step == self.max_steps:
@@ -246,6 +277,7 @@ class PPOTrainer:
         started = time.perf_counter()
         prompts = self.next_prompts(self.step)
         upcoming = self.next_prompts(self.step + 1) if self.step + 1 < self.max_steps else None
+        sync_metrics = self.sync_engine()
         drawn = broadcast_from_main(
             self.sampler.draw(prompts, self.step, upcoming) if self.sampler is not None else None, self.dist
         )
@@ -254,7 +286,6 @@ class PPOTrainer:
         old = self.forward_batch(batch)
         advantages, returns, reward_metrics = self.advantages(batch, old)
         update_metrics = self.optimize(batch, old, advantages, returns)
-        self._refresh_rollout_copy()
         self.tokens += int(batch.attention_mask.sum()) * self.cfg.loss.epochs
         if self.old_from_update:  # each process filled in the rows it trained on
             all_reduce(old["logprobs"], self.dist)
@@ -263,6 +294,7 @@ class PPOTrainer:
         lengths = batch.response_mask.sum(1)
         return {
             **drawn.metrics,
+            **sync_metrics,
             **reward_metrics,
             **update_metrics,
             "lr": self.lr(),
@@ -424,9 +456,12 @@ class PPOTrainer:
         self.train_engines[model].backward(loss)
 
     def evaluate(self) -> dict[str, float]:
-        """Greedy held-out accuracy (the main process)."""
-        assert self.sampler is not None
-        return self.sampler.evaluate(self.test_prompts, self.step)
+        """Greedy held-out accuracy of the current policy (sampled by the main process, after a sync
+        every process joins), with the sync's metrics."""
+        metrics = self.sync_engine()
+        if self.sampler is not None:
+            metrics.update(self.sampler.evaluate(self.test_prompts))
+        return metrics
 
     # ------------------------------------------------------------------ helpers
 
