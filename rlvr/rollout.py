@@ -31,6 +31,27 @@ from rlvr.generation import left_padded, sampling_kwargs
 from rlvr.logprobs import token_logprobs
 from rlvr.train.precision import autocast as autocast_context
 
+FP32_TOLERANCE = 1e-3
+"""The probe gap a sync may leave between fp32 engines and an fp32 trainer: their kernels differ by
+about 1e-5 (the order of sums), a one-step-stale engine by far more."""
+REDUCED_PRECISION_START_LIMIT = 1.0
+"""The largest probe gap a bf16/fp16 engine may show on the checkpoint it loaded itself: rounding
+moves a token's log-prob by hundredths of a nat, a misread checkpoint by whole nats."""
+SYNC_MARGIN = 2.0
+"""A measured tolerance is this many times the engines' gap on the checkpoint they loaded."""
+
+
+def start_limit(engine_dtype: torch.dtype) -> float:
+    """The largest probe gap engines computing in `engine_dtype` may show on their own checkpoint."""
+    return FP32_TOLERANCE if engine_dtype == torch.float32 else REDUCED_PRECISION_START_LIMIT
+
+
+def measured_tolerance(start_gaps: Sequence[float]) -> float:
+    """A sync's tolerance from the engines' gaps on the checkpoint they loaded themselves (their
+    rounding against the trainer's, with nothing stale to blame): `SYNC_MARGIN` × the largest, at
+    least `FP32_TOLERANCE`."""
+    return max(FP32_TOLERANCE, SYNC_MARGIN * max(start_gaps))
+
 
 class RolloutError(RuntimeError):
     """The rollout engines cannot go on: the run stops (its last checkpoint resumes it)."""
@@ -70,6 +91,9 @@ class Weights:
 
 
 class Engine(Protocol):
+    dtype: torch.dtype
+    """What the engine computes its probe log-probs in."""
+
     def sample(
         self, prompts: Sequence[list[int]], n: int, max_tokens: int, temperature: float, seed: int
     ) -> list[list[Sample]]:
@@ -126,6 +150,8 @@ def verify_sync(engine: Engine, probe: list[int], expected: Sequence[float], tol
 
 class HFEngine:
     """Sampling with transformers `generate` on the trainer's model itself (no weights to sync)."""
+
+    dtype = torch.float32  # the probe runs without autocast
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None = None) -> None:
         self.model, self.tokenizer, self.autocast = model, tokenizer, autocast

@@ -14,7 +14,16 @@ import torch
 
 from base_model.tokenizer import load_tokenizer
 from rlvr.logprobs import token_logprobs
-from rlvr.rollout import HFEngine, SyncError, Weights, max_abs_gap, trainer_logprobs, verify_sync
+from rlvr.rollout import (
+    HFEngine,
+    SyncError,
+    Weights,
+    max_abs_gap,
+    measured_tolerance,
+    start_limit,
+    trainer_logprobs,
+    verify_sync,
+)
 
 TEXTS = ["Sam has 12 cards. He sells 1. #### 11", "The quick brown fox jumps over the lazy dog."] * 20
 
@@ -73,6 +82,14 @@ def test_verify_sync_catches_a_stale_engine(checkpoint: Path) -> None:
     assert max(verify_sync(engine, probe, trainer_logprobs(trainer, probe), tolerance=1e-5)) < 1e-5
     with pytest.raises(SyncError, match="lengths differ"):
         max_abs_gap([0.0], [0.0, 0.0])
+
+
+def test_the_sync_tolerance_is_measured_from_the_engines_own_checkpoint() -> None:
+    # fp32 engines differ from the trainer by ~1e-5: the floor holds
+    assert measured_tolerance([1e-5, 2e-5]) == 1e-3
+    # bf16 engines: twice the largest start gap (0.085 is the tiny model's bf16 vLLM-CPU gap)
+    assert measured_tolerance([0.085, 0.06]) == pytest.approx(0.17)
+    assert start_limit(torch.float32) == 1e-3 and start_limit(torch.bfloat16) == 1.0
 
 
 ENGINE_SCRIPT = textwrap.dedent(

@@ -45,8 +45,11 @@ class RolloutConfig:
     """Prompt + response; the response budget shrinks for long prompts so the sum fits."""
     temperature: float = 1.0
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
-    sync_tolerance: float = 1e-3
-    """Max per-token log-prob gap between engine and trainer on the probe after a sync (fp32 both sides)."""
+    sync_tolerance: float | None = None
+    """Max per-token log-prob gap between the engines and the trainer on the probe after a sync. None:
+    measured when the engines start — twice their gap on the checkpoint they loaded themselves, at
+    least 1e-3 (`rlvr.rollout.measured_tolerance`): 1e-3 with fp32 engines, the run's own rounding
+    gap with bf16 ones."""
     probe: str = "The quick brown fox jumps over the lazy dog. 12 + 30 = 42."
     """The fixed text whose log-probs are compared after every weight sync."""
     async_steps: Literal[0, 1] = 0

@@ -251,11 +251,13 @@ class Sampler:
         if self._pending is not None:
             self._pending.result()
 
-    def load(self, weights: Weights, probe: list[int], expected: Sequence[float]) -> dict[str, float]:
+    def load(
+        self, weights: Weights, probe: list[int], expected: Sequence[float], tolerance: float
+    ) -> dict[str, float]:
         """New policy weights into the engine once it is idle, verified on `probe` against the
         trainer's log-probs `expected`; the sync's metrics."""
         self.settle()
-        return timed_sync(self.engine, weights, probe, expected, self.cfg.rollout.sync_tolerance)
+        return timed_sync(self.engine, weights, probe, expected, tolerance)
 
     @torch.no_grad()
     def evaluate(self, prompts: Sequence[Prompt]) -> dict[str, float]:

@@ -51,7 +51,7 @@ from rlvr.algos.ppo.sampler import Sampler, read_lookahead
 from rlvr.checkpoints import resolve_model
 from rlvr.config import ConfigError, load_config
 from rlvr.logprobs import token_logprobs
-from rlvr.rollout import trainer_logprobs, verify_sync
+from rlvr.rollout import FP32_TOLERANCE, measured_tolerance, start_limit, trainer_logprobs, verify_sync
 from rlvr.tracking import progress
 from rlvr.train.checkpoint import read_state_dict
 from rlvr.train.core import Schedule, TrainCore, epoch_permutation, hf_writer
@@ -152,7 +152,9 @@ class PPOTrainer:
             self.sampler = Sampler(cfg, self.tokenizer, rollout_copy or self.policy, self.core.autocast_dtype,
                                    lookahead, rows=[p.row for p in (*self.prompts, *self.test_prompts)],
                                    device=self.device)  # fmt: skip
-        if r.backend == "vllm" and self.step == 0:
+        self.sync_tolerance = r.sync_tolerance if r.sync_tolerance is not None else FP32_TOLERANCE
+        """The largest probe gap a sync may leave (the transformers engine computes in fp32, as the trainer)."""
+        if r.backend == "vllm":
             self._verify_engine_start()
         self.core.open_run(self.step)
 
@@ -199,19 +201,27 @@ class PPOTrainer:
             }
         )
 
-    def _probe_logprobs(self) -> list[float] | None:
-        """The policy's log-probs of the probe: a forward every process runs under zero3/fsdp2; the
-        main process's alone otherwise (None elsewhere)."""
+    def _probe_logprobs(self, model: torch.nn.Module) -> list[float] | None:
+        """`model`'s log-probs of the probe: a forward every process runs under zero3/fsdp2; the main
+        process's alone otherwise (None elsewhere)."""
         if self.core.sharded or self.dist.is_main:
-            return trainer_logprobs(self.policy, self.probe, self.device)
+            return trainer_logprobs(model, self.probe, self.device)
         return None
 
     def _verify_engine_start(self) -> None:
-        """Is the vLLM engine serving the checkpoint the trainer loaded? Fails before the first rollout."""
-        expected = self._probe_logprobs()
-        if self.sampler is not None:
-            assert expected is not None
-            verify_sync(self.sampler.engine, self.probe, expected, self.cfg.rollout.sync_tolerance)
+        """Do the vLLM engines serve the checkpoint they loaded — the reference's weights — as the
+        trainer computes it? Fails before the first rollout; sets every later sync's tolerance."""
+        expected = self._probe_logprobs(self.reference)
+        if self.sampler is None:
+            return
+        assert expected is not None
+        configured, engine_dtype = self.cfg.rollout.sync_tolerance, self.sampler.engine.dtype
+        limit = configured if configured is not None else start_limit(engine_dtype)
+        gaps = verify_sync(self.sampler.engine, self.probe, expected, limit)
+        self.sync_tolerance = configured if configured is not None else measured_tolerance(gaps)
+        print(f"{self.cfg.algo}: the vLLM engines match the starting weights on the probe (max log-prob gap "
+              f"{max(gaps):.2g}, {str(engine_dtype).removeprefix('torch.')}); every sync must stay within "
+              f"{self.sync_tolerance:.2g}", file=sys.stderr)  # fmt: skip
 
     def sync_engine(self) -> dict[str, float]:
         """The policy's current weights into the rollout engine, verified on the probe, when it holds
@@ -223,14 +233,14 @@ class PPOTrainer:
         self.engine_step = self.step
         if self.engine_follows_policy or not (self.core.sharded or self.dist.is_main):
             return {}
-        expected = self._probe_logprobs()
+        expected = self._probe_logprobs(self.policy)
         weights = self.train_engines["policy"].weights()
         if self.sampler is None:
             for _ in weights.tensors:  # this process's part of each gather
                 pass
             return {}
         assert expected is not None
-        return self.sampler.load(weights, self.probe, expected)
+        return self.sampler.load(weights, self.probe, expected, self.sync_tolerance)
 
     def _micro_batches_per_update(self) -> int:
         """Micro-batches each process runs per optimizer step. Processes reduce gradients together,
