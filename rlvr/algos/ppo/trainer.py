@@ -291,6 +291,8 @@ class PPOTrainer:
         drawn = broadcast_from_main(
             self.sampler.draw(prompts, self.step, upcoming) if self.sampler is not None else None, self.dist
         )
+        if self.sampler is not None:
+            self.sampler.sleep()
         generated = time.perf_counter()
         batch = collate(prompts, drawn, self.tokenizer.pad_token_id)
         old = self.forward_batch(batch)
