@@ -148,50 +148,83 @@ def verify_sync(engine: Engine, probe: list[int], expected: Sequence[float], tol
 # ----------------------------------------------------------------------------- transformers
 
 
+class _GreedyLogprobs:
+    """A `logits_processor` for greedy decoding: the chosen token is each step's argmax, so its
+    log-prob is the step's largest — kept per step instead of every step's whole distribution."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps.append(scores.float().log_softmax(-1).max(-1).values)
+        return scores
+
+
 class HFEngine:
-    """Sampling with transformers `generate` on the trainer's model itself (no weights to sync)."""
+    """Sampling with transformers `generate` on a model in this process — the trainer's own (no
+    weights to sync) or a copy — in batches of `batch_size` sequences (None: a call's all at once),
+    longest prompts first, so the first batch shows a memory problem at once."""
 
     dtype = torch.float32  # the probe runs without autocast
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None = None) -> None:
-        self.model, self.tokenizer, self.autocast = model, tokenizer, autocast
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        autocast: torch.dtype | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.model, self.tokenizer, self.autocast, self.batch_size = model, tokenizer, autocast, batch_size
 
     def sample(
         self, prompts: Sequence[list[int]], n: int, max_tokens: int, temperature: float, seed: int
     ) -> list[list[Sample]]:
+        flat = [p for p in prompts for _ in range(n)]
+        size = self.batch_size or len(flat)
+        order = sorted(range(len(flat)), key=lambda i: -len(flat[i])) if self.batch_size else range(len(flat))
+        samples: list[Sample] = [Sample([], False, [])] * len(flat)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for start in range(0, len(order), size):
+                chunk = order[start : start + size]
+                generated = self._generate([flat[i] for i in chunk], max_tokens, temperature)
+                for i, sample in zip(chunk, generated, strict=True):
+                    samples[i] = sample
+        self.model.train(was_training)
+        return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _generate(self, prompts: Sequence[list[int]], max_tokens: int, temperature: float) -> list[Sample]:
         model, eos = self.model, self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         device = next(model.parameters()).device
-        flat = [p for p in prompts for _ in range(n)]
-        ids, mask = left_padded(flat, pad)
-        width = ids.shape[1]
-        sampling = sampling_kwargs(temperature)
-        was_training = model.training
-        model.eval()
-        context = autocast_context(self.autocast, device)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]), context:
-            torch.manual_seed(seed)
+        ids, mask = left_padded(prompts, pad)
+        greedy = _GreedyLogprobs() if temperature == 0 else None
+        with autocast_context(self.autocast, device):
             out = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
                 max_new_tokens=max_tokens,
                 eos_token_id=eos,
                 pad_token_id=pad,
-                output_scores=True,
+                output_scores=greedy is None,
                 return_dict_in_generate=True,
-                **sampling,
+                logits_processor=[greedy] if greedy is not None else None,
+                **sampling_kwargs(temperature),
             )
-        model.train(was_training)
-        generated = out.sequences[:, width:]
-        # `scores` are the processed (temperature-scaled) logits of each step
-        token_logp = token_logprobs(torch.stack(out.scores, dim=1), generated)
+        generated = out.sequences[:, ids.shape[1] :]
+        if greedy is not None:
+            token_logp = torch.stack(greedy.steps, dim=1)
+        else:  # `scores` are the processed (temperature-scaled) logits of each step
+            token_logp = token_logprobs(torch.stack(out.scores, dim=1), generated)
         samples = []
-        for row in range(len(flat)):
+        for row in range(len(prompts)):
             tokens = generated[row].tolist()
             finished = eos in tokens
             length = tokens.index(eos) + 1 if finished else len(tokens)
             samples.append(Sample(tokens[:length], finished, token_logp[row, :length].tolist()))
-        return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
+        return samples
 
     def load_weights(self, weights: Weights) -> None:
         self.model.load_state_dict(dict(weights.tensors))

@@ -1,7 +1,9 @@
 """Held-out figures of a policy: verifiable accuracy and preference accuracy.
 
-- verifiable accuracy: greedy generations for the `rlvr_test` prompts, scored by the verifiers
-  (`rlvr.rewards.score_batch`); the mean score overall and per verifier.
+- verifiable accuracy: greedy responses for the `rlvr_test` prompts from a rollout `Engine` (the
+  transformers engine on the model in training, as `rlvr eval` and PPO sample through the same
+  protocol), scored by the verifiers (`rlvr.rewards.score_batch`); the mean score overall and per
+  verifier.
 - preference accuracy: the share of `prefs_test` pairs where the policy gives the chosen answer a
   higher length-normalised log-probability (mean per-token log-prob of the final assistant turn)
   than the rejected one — reference-free, so base, SFT and DPO models are compared on one scale.
@@ -21,8 +23,9 @@ import torch
 from rlvr.algos.common import EvalConfig, ExampleT, PostTrainer
 from rlvr.algos.encoding import EncodedPair, encode_pairs, pad_right
 from rlvr.data import load_rows
-from rlvr.generation import chat_prompt, generate
+from rlvr.generation import chat_prompt
 from rlvr.logprobs import sequence_logps
+from rlvr.rollout import Engine, HFEngine
 from rlvr.train.precision import autocast as autocast_context
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -82,35 +85,27 @@ def mean_by_verifier(rows: Sequence[dict[str, Any]], values: Sequence[float]) ->
 
 
 def verifiable_accuracy(
-    model: Any,
+    engine: Engine,
     tokenizer: Any,
     rows: Sequence[dict[str, Any]],
     max_new_tokens: int,
-    batch_size: int,
     workers: int,
-    autocast: torch.dtype | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Greedy generations for `rows` scored by their verifiers: `(figures, one record per row)`."""
+    """Greedy responses from `engine` for `rows`, scored by their verifiers: `(figures, one record per row)`."""
     from rlvr.rewards import score_batch
 
-    completions = generate(
-        model,
-        tokenizer,
-        [chat_prompt(row["messages"]) for row in rows],
-        max_new_tokens,
-        temperature=0.0,
-        batch_size=batch_size,
-        autocast=autocast,
-    )
+    prompts = [tokenizer(chat_prompt(row["messages"]), add_special_tokens=False)["input_ids"] for row in rows]
+    completions = [group[0] for group in engine.sample(prompts, 1, max_new_tokens, temperature=0.0, seed=0)]
+    texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
     results = score_batch(
-        [{**row, "prediction": c.text} for row, c in zip(rows, completions, strict=True)], workers=workers
+        [{**row, "prediction": text} for row, text in zip(rows, texts, strict=True)], workers=workers
     )
     records = []
-    for row, completion, result in zip(rows, completions, results, strict=True):
+    for row, completion, text, result in zip(rows, completions, texts, results, strict=True):
         records.append(
             {
                 "prompt": row["messages"][-1]["content"],
-                "response": completion.text,
+                "response": text,
                 "finished": completion.finished,
                 "dataset": verifier_key(row),
                 "score": result.score,
@@ -142,9 +137,8 @@ def evaluate_policy(
     device = next(model.parameters()).device
     if cfg.rlvr_test:
         rows = load_rows(cfg.rlvr_test, "rlvr", limit=cfg.max_prompts)
-        verifiable, records = verifiable_accuracy(
-            model, tokenizer, rows, cfg.max_new_tokens, cfg.batch_size, cfg.workers, autocast
-        )
+        engine = HFEngine(model, tokenizer, autocast, batch_size=cfg.batch_size)
+        verifiable, records = verifiable_accuracy(engine, tokenizer, rows, cfg.max_new_tokens, cfg.workers)
         figures.update(verifiable)
         if out_dir is not None:
             with (out_dir / "eval_generations.jsonl").open("w") as f:
