@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -45,58 +47,78 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", default="runs/tiny/dpo")
+    parser.add_argument(
+        "--prompts", default="runs/tiny/data/rlvr_test.jsonl", help="more probes: chat prompts"
+    )
+    parser.add_argument("--probes", type=int, default=8, help="probes: the default one + this many prompts")
     parser.add_argument("--syncs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("runs/probe_bf16.json"))
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
+    from rlvr.data import load_rows
+    from rlvr.generation import chat_prompt
+
     checkpoint = str(resolve_model(args.checkpoint, "causal_lm", "checkpoint"))
-    probe = AutoTokenizer.from_pretrained(checkpoint)(RolloutConfig().probe, add_special_tokens=False)[
-        "input_ids"
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    texts = [RolloutConfig().probe] + [
+        chat_prompt(row["messages"]) for row in load_rows(args.prompts, "rlvr", limit=args.probes)
     ]
+    probes = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     model = load_causal_lm(checkpoint, "eager").eval()
     engine = VLLMEngine(
-        checkpoint, VLLMConfig(max_model_len=256, gpu_memory_utilization=0.05, dtype="bfloat16")
+        checkpoint, VLLMConfig(max_model_len=512, gpu_memory_utilization=0.05, dtype="bfloat16")
     )
+    sides: dict[str, Callable[[list[int]], list[float]]] = {
+        "fp32": lambda ids: trainer_logprobs(model, ids),
+        "bf16_autocast": lambda ids: autocast_logprobs(model, ids),
+        "bf16_weights": lambda ids: trainer_logprobs(copy.deepcopy(model).to(torch.bfloat16), ids),
+    }
 
-    def gap(expected: list[float]) -> float:
-        return max(max_abs_gap(served, expected) for served in engine.probe_logprobs(probe))
+    def gaps(side: str) -> list[float]:
+        """Per probe: the largest gap over the engine's probe tokens."""
+        served = [engine.probe_logprobs(ids)[0] for ids in probes]
+        return [max_abs_gap(s, sides[side](ids)) for s, ids in zip(served, probes, strict=True)]
 
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            autocast = trainer_logprobs(model, probe)
-        start = {
-            "fp32": gap(trainer_logprobs(model, probe)),
-            "bf16_autocast": gap(autocast),
-            "bf16_weights": gap(trainer_logprobs(copy.deepcopy(model).to(torch.bfloat16), probe)),
-        }
-        tolerance = measured_tolerance([start["fp32"]])
-        synced = []
+        start = {side: gaps(side) for side in sides}
+        synced: dict[str, list[float]] = {"fp32": [], "bf16_weights": []}
         for i in range(args.syncs):
             move(model, 3e-4, seed=i)
             engine.load_weights(Weights.of(model))
-            synced.append(gap(trainer_logprobs(model, probe)))
-        stale = {}
+            for side in synced:
+                synced[side].append(max(gaps(side)))
+        stale: dict[str, dict[str, float]] = {"fp32": {}, "bf16_weights": {}}
         for scale in (1e-3, 1e-2, 3e-2):
             move(model, scale, seed=1000)
-            stale[f"{scale:g}"] = gap(trainer_logprobs(model, probe))
+            for side in stale:
+                stale[side][f"{scale:g}"] = max(gaps(side))
             engine.load_weights(Weights.of(model))
     finally:
         engine.close()
+    tolerance = {side: measured_tolerance(start[side]) for side in synced}
     result = {
         "checkpoint": args.checkpoint,
         "params": sum(p.numel() for p in model.parameters()),
-        "probe_tokens": len(probe),
-        "start_gap": start,
+        "probes": len(probes),
+        "probe_tokens": [len(p) for p in probes],
+        "start_gap_per_probe": start,
+        "start_gap_max": {side: max(v) for side, v in start.items()},
+        "start_gap_median": {side: statistics.median(v) for side, v in start.items()},
         "tolerance": tolerance,
-        "synced_gaps": synced,
-        "stale_gaps": stale,
-        "stale_caught": {k: v > tolerance for k, v in stale.items()},
+        "synced_gap_max": synced,
+        "stale_gap_max": stale,
+        "stale_caught": {side: {k: v > tolerance[side] for k, v in stale[side].items()} for side in stale},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "start_gap_per_probe"}, indent=2))
     return 0
+
+
+def autocast_logprobs(model: torch.nn.Module, ids: list[int]) -> list[float]:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return trainer_logprobs(model, ids)
 
 
 if __name__ == "__main__":

@@ -150,10 +150,17 @@ def test_training_presets_fit_one_node_of_80gb_gpus(preset: str) -> None:
 def test_rank0_carries_the_engine_and_the_rollout_copy_only_for_transformers_sampling() -> None:
     w, _, plan = plan_of(PPO_13B, 16, 80, "--rollout.vllm.tensor_parallel_size=4")
     rank0, engine_gpus, rest = plan.groups
-    assert not any(r.label.startswith("rollout copy") for r in rank0.held)  # vLLM: the copy is in CPU memory
+    assert not any(r.label.startswith("rollout copy") for r in rank0.held)  # vLLM: weights streamed, no copy
     assert (rank0.count, engine_gpus.count, rest.count) == (1, 3, 12)  # vLLM TP 4 on GPUs 0–3
     assert any(r.label.startswith("vLLM") for r in engine_gpus.held)
     assert not any(r.label.startswith("vLLM") for r in rest.held)
+    # 2 engines of TP 4 on GPUs 0–7; 3 of TP 4 do not fit beside 8 training ranks; Ray places them elsewhere
+    *_, plan = plan_of(PPO_13B, 16, 80, "--rollout.vllm.tensor_parallel_size=4", "--rollout.vllm.engines=2")
+    assert [g.count for g in plan.groups] == [1, 7, 8]
+    *_, plan = plan_of(PPO_13B, 16, 80, "--rollout.vllm.tensor_parallel_size=4", "--rollout.vllm.engines=3")
+    assert any("3 vLLM engine(s) × tensor_parallel_size 4 need 12 GPUs" in p for p in plan.problems)
+    *_, plan = plan_of(PPO_13B, 16, 80, "--rollout.vllm.placement=ray", "--rollout.vllm.engines=3")
+    assert not plan.problems and not any(r.label.startswith("vLLM") for g in plan.groups for r in g.held)
     w, _, plan = plan_of(PPO_13B, 16, 80, "--rollout.backend=hf")
     copy = next(r.bytes for r in plan.groups[0].held if r.label.startswith("rollout copy"))
     assert copy == 4 * w.trained[0].params

@@ -42,8 +42,10 @@ def describe_layout(plan: Plan) -> str:
              f"optimizer offload {on[lay.offload_optimizer]}", f"micro-batch {lay.micro_batch_size}",
              "bf16 autocast" if w.bf16 else "fp32", f"{w.attention} attention"]  # fmt: skip
     if w.engine is not None:
-        parts.append(f"vLLM tensor_parallel_size {lay.engine_tp}, gpu_memory_utilization {lay.engine_utilization:.2f}, "
-                     f"{w.engine.dtype}, max_model_len {w.engine.max_model_len}")  # fmt: skip
+        where = " on GPUs of their own (ray, not counted)" if w.engine.separate else ""
+        parts.append(f"{w.engine.count} vLLM engine(s){where}, tensor_parallel_size {lay.engine_tp}, "
+                     f"gpu_memory_utilization {lay.engine_utilization:.2f}, {w.engine.dtype}, "
+                     f"max_model_len {w.engine.max_model_len}")  # fmt: skip
     if w.dpo_reference_pass:
         parts.append(f"reference_batch_size {lay.reference_batch_size}")
     return ", ".join(parts)

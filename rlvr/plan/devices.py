@@ -229,9 +229,7 @@ def _ppo_phases(
         phases.append(update_phase("value update", acts["value"], states["value"], shown, logits))
     gather = max(s.gather_all for s in states.values())
     if gather:
-        phases.append(
-            Phase("whole-model gather (weight sync, checkpoint)", (Row("gathered weights", gather),))
-        )
+        phases.append(Phase("whole-model gather (checkpoint)", (Row("gathered weights", gather),)))
     return phases
 
 
@@ -259,21 +257,24 @@ def _groups(
         rank0_phases.append(
             Phase("sampling (transformers generate, whole batch)", (Row("KV cache and scores", generate),))
         )
-    if w.engine is None or engine is None:
+    if w.engine is None or engine is None or w.engine.separate:  # Ray places engines on GPUs of their own
         groups = [DeviceGroup("GPU 0 (rank 0, rollout)", 1, rank0, rank0_phases)]
         if n > 1:
             groups.append(DeviceGroup(f"GPUs 1–{n - 1}" if n > 2 else "GPU 1", n - 1, held, phases))
         return groups
     tp = layout.engine_tp
+    span = min(n, tp * w.engine.count)  # engine e on GPUs e×TP … of rank 0's node, beside training ranks
     rows = [Row(f"vLLM weights ({w.engine.dtype}, TP {tp})", engine.weights),
             Row(f"vLLM KV cache ({engine.kv_tokens:,} tokens)", engine.kv_cache)]  # fmt: skip
     problems = _engine_problems(engine, w.engine.max_model_len, layout.engine_utilization)
     groups = [DeviceGroup("GPU 0 (rank 0, vLLM)", 1, rank0 + rows, rank0_phases, list(problems), engine=True)]
-    if tp > 1:
-        label = f"GPUs 1–{tp - 1} (vLLM)" if tp > 2 else "GPU 1 (vLLM)"
-        groups.append(DeviceGroup(label, tp - 1, held + rows, phases, list(problems), engine=True))
-    if n > tp:
-        groups.append(DeviceGroup(f"GPUs {tp}–{n - 1}" if n - tp > 1 else f"GPU {tp}", n - tp, held, phases))
+    if span > 1:
+        label = f"GPUs 1–{span - 1} (vLLM)" if span > 2 else "GPU 1 (vLLM)"
+        groups.append(DeviceGroup(label, span - 1, held + rows, phases, list(problems), engine=True))
+    if n > span:
+        groups.append(
+            DeviceGroup(f"GPUs {span}–{n - 1}" if n - span > 1 else f"GPU {span}", n - span, held, phases)
+        )
     return groups
 
 
@@ -307,10 +308,11 @@ def layout_problems(w: Workload, layout: Layout) -> list[str]:
             f"a batch of {w.batch} is not a multiple of micro_batch_size {layout.micro_batch_size} × {n} processes"
         )
     if w.engine is not None:
-        tp = layout.engine_tp
-        if tp > min(n, layout.gpus_per_node):
+        tp, count = layout.engine_tp, w.engine.count
+        if not w.engine.separate and tp * count > min(n, layout.gpus_per_node):
             problems.append(
-                f"vLLM tensor_parallel_size {tp} needs {tp} GPUs on rank 0's node, beside training ranks"
+                f"{count} vLLM engine(s) × tensor_parallel_size {tp} need {tp * count} GPUs on rank 0's node, "
+                "beside training ranks (or rollout.vllm.placement ray on GPUs of their own)"
             )
         if w.trained[0].shape.heads % tp:
             problems.append(

@@ -103,11 +103,15 @@ class Model:
 
 @dataclass(frozen=True)
 class Engine:
-    """The vLLM rollout engine rank 0 starts (PPO, `rollout.backend: vllm`)."""
+    """The vLLM rollout engines rank 0 starts (PPO, `rollout.backend: vllm`)."""
 
     dtype: str
     dtype_bytes: int
     max_model_len: int
+    count: int = 1
+    """`rollout.vllm.engines`, each over `tensor_parallel_size` GPUs."""
+    separate: bool = False
+    """`placement: ray`: the engines run on GPUs of their own, outside the training layout."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,8 @@ def _ppo_workload(cfg: Any, common: dict[str, Any]) -> Workload:
     engine = hf = None
     if r.backend == "vllm":
         dtype = r.vllm.dtype
-        engine = Engine(dtype, DTYPE_BYTES.get(dtype, policy.shape.dtype_bytes), r.vllm.max_model_len)
+        engine = Engine(dtype, DTYPE_BYTES.get(dtype, policy.shape.dtype_bytes), r.vllm.max_model_len,
+                        r.vllm.engines, r.vllm.placement == "ray")  # fmt: skip
     else:
         hf = (episodes, min(r.max_response_tokens, r.max_total_tokens))
     return Workload(
