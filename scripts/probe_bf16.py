@@ -1,19 +1,20 @@
 """What the sync probe sees with a bf16 vLLM engine: the numerics gap, synced gaps, stale gaps.
 
 One vLLM engine in bfloat16 serves CHECKPOINT (default: the demo's DPO model) and an fp32 trainer
-copy is compared with it on the PPO probe (`rollout.probe`'s default):
+copy is compared with it on the PPO probe (`rollout.probe`'s default) and `--probes` chat prompts
+from PROMPTS, each gap the largest over a probe's tokens:
 
-- at start (the engine loaded the checkpoint itself): the gap against the trainer computed three
-  ways — fp32, under bf16 autocast, and with its weights cast to bf16 — and the tolerance a run
-  would take from it (`rlvr.rollout.measured_tolerance`);
-- after each of `--syncs` verified syncs of a slightly moved trainer (every weight moved by 0.03 %
-  of its tensor's mean size): the synced gap;
-- with the engine left stale while the trainer moves by 0.1 %, 1 % and 3 %: the stale gap, and
-  whether the tolerance would stop the run.
+- at start (the engine loaded the checkpoint itself): the gap against the trainer's side computed
+  three ways — fp32, under bf16 autocast, with its weights cast to bf16 — and the tolerance a run
+  would take from the largest (`rlvr.rollout.measured_tolerance`);
+- after each of `--syncs` syncs of a slightly moved trainer (every weight moved by 0.03 % of its
+  tensor's mean size): the largest synced gap, for the fp32 and the bf16-weights trainer side;
+- with the engine left stale while the trainer moves by 0.1 %, 1 % and 3 %: the largest stale gap,
+  and whether that side's tolerance would stop the run.
 
-    .venv/bin/python scripts/probe_bf16.py [--checkpoint runs/tiny/dpo] [--syncs 8]
+    .venv/bin/python scripts/probe_bf16.py [--checkpoint runs/tiny/dpo] [--probes 8] [--syncs 8]
 
-Prints one JSON object; writes it to --out.
+Prints the figures as JSON; writes them, with every probe's start gaps, to --out.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main() -> int:
     probes = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     model = load_causal_lm(checkpoint, "eager").eval()
     engine = VLLMEngine(
-        checkpoint, VLLMConfig(max_model_len=512, gpu_memory_utilization=0.05, dtype="bfloat16")
+        checkpoint, VLLMConfig(max_model_len=256, gpu_memory_utilization=0.05, dtype="bfloat16")
     )
     sides: dict[str, Callable[[list[int]], list[float]]] = {
         "fp32": lambda ids: trainer_logprobs(model, ids),
